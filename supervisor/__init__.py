@@ -1,0 +1,3 @@
+"""Entrypoint wrapper that makes Kubernetes Jobs with sidecars finish."""
+
+__version__ = "0.1.0"

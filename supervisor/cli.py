@@ -1,0 +1,158 @@
+"""Command line: parse, resolve the configuration, configure logging, dispatch.
+
+User errors end here as one line on stderr and a documented exit status:
+2 for usage, 1 for other failures the user can fix, 126/127 for a COMMAND
+that cannot be executed or found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from supervisor import __version__, log
+from supervisor.config import (
+    OPTIONS,
+    DoneConfig,
+    MainConfig,
+    Option,
+    SidecarConfig,
+    StatusConfig,
+    resolve,
+)
+from supervisor.errors import SupervisorError, UsageError
+
+PROG = "sidecar-supervisor"
+
+DESCRIPTION = """\
+Make Kubernetes Jobs (and compose stacks, Argo or Tekton steps) with sidecars finish.
+
+Wrap the main container's command with 'main' and each sidecar's with 'sidecar',
+and mount one shared emptyDir at --dir in all of them:
+
+  main container:    sidecar-supervisor main    -- ./run-the-job
+  sidecar container: sidecar-supervisor sidecar -- fluent-bit -c /etc/fb.conf
+
+The main always leaves a completion record; the sidecar stops its child cleanly
+(and exits 0) as soon as the main has finished, however it finished.
+"""
+
+EPILOG = f"""\
+Every option also reads an environment variable: SIDECAR_SUPERVISOR_ + the flag in
+upper case with '-' as '_' (--grace-period: SIDECAR_SUPERVISOR_GRACE_PERIOD).
+A flag beats its variable, which beats the default. Run '{PROG} COMMAND --help'.
+"""
+
+COMMANDS = {
+    "sidecar": (
+        "wrap a sidecar: start COMMAND, stop it once the containers it serves complete",
+        f"{PROG} sidecar [OPTIONS] -- COMMAND [ARG...]",
+    ),
+    "main": (
+        "wrap the main workload: run COMMAND and always leave a completion record",
+        f"{PROG} main [OPTIONS] -- COMMAND [ARG...]",
+    ),
+    "done": (
+        "write a completion marker from a script that is not wrapped",
+        f"{PROG} done [OPTIONS]",
+    ),
+    "status": (
+        "show what every container's markers say",
+        f"{PROG} status [OPTIONS] [--json]",
+    ),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _help(option: Option) -> str:
+    default = option.default
+    if isinstance(default, tuple):
+        default = ",".join(map(str, default)) or "none"
+    if option.flag == "--stop-signal":
+        default = "TERM"
+    shown = "" if default is None else f"; default {default}"
+    return f"{option.help} [{option.env}{shown}]".replace("%", "%%")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, options in OPTIONS.items():
+        summary, usage = COMMANDS[name]
+        sub = commands.add_parser(name, help=summary, description=summary, usage=usage,
+                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        for option in options:
+            kwargs: dict[str, Any] = {"help": _help(option), "default": None}
+            if option.metavar:
+                kwargs["metavar"] = option.metavar
+            if option.repeat:
+                kwargs["action"] = "append"
+            sub.add_argument(option.flag, **kwargs)
+        if name == "status":
+            sub.add_argument("--json", action="store_true", help="print JSON for machines")
+        if name in ("sidecar", "main"):
+            sub.add_argument("argv_command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def _split(argv: list[str]) -> tuple[list[str], tuple[str, ...]]:
+    """Options before the first ``--``, COMMAND after it."""
+    if "--" in argv:
+        at = argv.index("--")
+        return argv[:at], tuple(argv[at + 1 :])
+    return argv, ()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    head, command = _split(args_list)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(head)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        given = vars(args)
+        trailing = tuple(given.pop("argv_command", None) or ())
+        if trailing and command:
+            raise UsageError(f"unexpected arguments before '--': {' '.join(trailing)}")
+        config = resolve(args.command, given, command or trailing, os.environ)
+        return _dispatch(config)
+    except SupervisorError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(config: Any) -> int:
+    if isinstance(config, SidecarConfig | MainConfig):
+        role = "sidecar" if isinstance(config, SidecarConfig) else "main"
+        log.configure(config.log_format, config.log_level, role=role, name=config.name)
+        if isinstance(config, SidecarConfig):
+            from supervisor import sidecar_role  # noqa: PLC0415 - each role loads what it needs
+
+            return sidecar_role.run(config)
+        from supervisor import main_role  # noqa: PLC0415
+
+        return main_role.run(config)
+    log.configure(config.log_format, config.log_level, role=type(config).__name__)
+    from supervisor import status  # noqa: PLC0415
+
+    if isinstance(config, DoneConfig):
+        return status.write_done(config)
+    assert isinstance(config, StatusConfig)
+    return status.show_status(config)

@@ -1,0 +1,296 @@
+"""Every option in one table, and the one rule that resolves it.
+
+Each option has a flag and an environment variable named
+``SIDECAR_SUPERVISOR_`` + the flag in upper case with ``-`` as ``_``. A flag
+beats its variable, which beats the default; a repeatable flag takes a
+comma-separated list from its variable; an empty variable counts as unset.
+The result is a frozen dataclass per command, built in ``resolve``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor.errors import UsageError
+from supervisor.log import FORMATS, LEVELS
+from supervisor.markers import valid_name
+
+ENV_PREFIX = "SIDECAR_SUPERVISOR_"
+DEFAULT_DIR = "/run/sidecar-supervisor"
+
+
+def env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
+
+
+# --- value parsers: each raises ValueError with a short reason ---------------
+
+
+def duration(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{text!r} is not a duration of zero or more seconds")
+    return value
+
+
+def positive_duration(text: str) -> float:
+    value = duration(text)
+    if value <= 0:
+        raise ValueError(f"{text!r} must be more than zero seconds")
+    return value
+
+
+def signal_number(text: str) -> int:
+    """``TERM``, ``SIGTERM``, ``sigterm`` or ``15``."""
+    cleaned = text.strip().upper()
+    if cleaned.isdigit():
+        number = int(cleaned)
+        if number in {int(s) for s in signal.valid_signals()}:
+            return number
+        raise ValueError(f"{text!r} is not a signal number")
+    name = cleaned if cleaned.startswith("SIG") else "SIG" + cleaned
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise ValueError(f"{text!r} is not a signal name") from None
+
+
+def container_name(text: str) -> str:
+    if not valid_name(text):
+        raise ValueError(
+            f"{text!r} is not a plain file name (letters, digits, '.', '_', '-', "
+            "not starting with '.')"
+        )
+    return text
+
+
+def exit_status(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= 255:
+        raise ValueError(f"{text!r} is not an exit status from 0 to 255")
+    return value
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"{text!r} is not one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+def text(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def path(value: str) -> Path:
+    if not value or "\0" in value:
+        raise ValueError(f"{value!r} is not a path")
+    return Path(value)
+
+
+# --- the table ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    repeat: bool = False
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return env_name(self.flag)
+
+
+COMMON = (
+    Option("--dir", path, Path(DEFAULT_DIR), "the shared volume (an emptyDir in every container)",
+           metavar="DIR"),
+    Option("--log-format", choice(*FORMATS), "auto",
+           "auto: readable on a TTY, JSON lines otherwise"),
+    Option("--log-level", choice(*LEVELS), "info", "least important events to log"),
+)
+
+NAME = Option("--name", container_name, None,
+              "this container's name in the markers (default: the role)", metavar="NAME")
+GRACE = Option("--grace-period", duration, 10.0,
+               "seconds from the stop request to SIGKILL of the whole process group",
+               metavar="S")
+TERMINATION_LOG = Option("--termination-log", path, Path("/dev/termination-log"),
+                         "one-line summary written here on exit, if the file exists",
+                         metavar="PATH")
+POLL = Option("--poll-interval", positive_duration, 2.0,
+              "seconds between rescans of the shared dir (a fallback for lost file events)",
+              metavar="S")
+
+SIDECAR = (
+    NAME,
+    Option("--wait-for", container_name, (),
+           "containers whose completion ends this sidecar (default: main, unless "
+           "--marker is given)", repeat=True, metavar="NAME"),
+    Option("--wait-mode", choice("all", "any"), "all",
+           "stop when all of them have completed, or when any has"),
+    Option("--marker", path, (), "a file whose appearance also counts as completion",
+           repeat=True, metavar="PATH"),
+    Option("--stop-on", choice("exit", "success"), "exit",
+           "success: a failed main does not stop the sidecar (restartPolicy: OnFailure)"),
+    Option("--stop-delay", duration, 0.0, "seconds to wait between completion and the stop",
+           metavar="S"),
+    Option("--stop-signal", signal_number, int(signal.SIGTERM),
+           "signal that asks the child to stop (name or number)", metavar="SIG"),
+    GRACE,
+    Option("--term-hold", duration, 25.0,
+           "on SIGTERM/SIGINT before completion, keep the child up this long waiting for "
+           "the mains; 0 stops at once", metavar="S"),
+    Option("--restart", choice("never", "on-failure", "always"), "on-failure",
+           "restart the child if it exits before completion"),
+    Option("--exit-code", choice("zero", "child", "main"), "zero",
+           "exit status after a stop the supervisor started"),
+    POLL,
+    TERMINATION_LOG,
+)
+
+MAIN = (
+    NAME,
+    GRACE,
+    TERMINATION_LOG,
+)
+
+DONE = (
+    NAME,
+    Option("--exit-code", exit_status, 0, "exit code to record", metavar="N"),
+    Option("--reason", text, "Completed", "reason to record", metavar="TEXT"),
+)
+
+STATUS: tuple[Option, ...] = ()
+
+OPTIONS: dict[str, tuple[Option, ...]] = {
+    "sidecar": COMMON + SIDECAR,
+    "main": COMMON + MAIN,
+    "done": COMMON + DONE,
+    "status": COMMON + STATUS,
+}
+
+
+# --- resolved configurations -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    dir: Path
+    name: str
+    command: tuple[str, ...]
+    log_format: str = "auto"
+    log_level: str = "info"
+    wait_for: tuple[str, ...] = ("main",)
+    wait_mode: str = "all"
+    marker: tuple[Path, ...] = ()
+    stop_on: str = "exit"
+    stop_delay: float = 0.0
+    stop_signal: int = int(signal.SIGTERM)
+    grace_period: float = 10.0
+    term_hold: float = 25.0
+    restart: str = "on-failure"
+    exit_code: str = "zero"
+    poll_interval: float = 2.0
+    termination_log: Path = Path("/dev/termination-log")
+
+
+@dataclass(frozen=True)
+class MainConfig:
+    dir: Path
+    name: str
+    command: tuple[str, ...]
+    log_format: str = "auto"
+    log_level: str = "info"
+    grace_period: float = 10.0
+    termination_log: Path = Path("/dev/termination-log")
+
+
+@dataclass(frozen=True)
+class DoneConfig:
+    dir: Path
+    name: str
+    exit_code: int = 0
+    reason: str = "Completed"
+    log_format: str = "auto"
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class StatusConfig:
+    dir: Path
+    json: bool = False
+    log_format: str = "auto"
+    log_level: str = "info"
+
+
+Config = SidecarConfig | MainConfig | DoneConfig | StatusConfig
+
+
+def _value(option: Option, given: Any, env: Mapping[str, str]) -> Any:
+    """flag > environment variable > default, each parsed the same way."""
+    try:
+        if given is not None and given != []:
+            if option.repeat:
+                return tuple(option.parse(item) for item in given)
+            return option.parse(given)
+        raw = env.get(option.env, "")
+        if raw:
+            if option.repeat:
+                return tuple(option.parse(item.strip()) for item in raw.split(",") if item.strip())
+            return option.parse(raw)
+    except ValueError as exc:
+        source = option.flag if given not in (None, []) else f"{option.env} (for {option.flag})"
+        raise UsageError(f"{source}: {exc}") from None
+    return option.default
+
+
+def resolve(
+    command: str,
+    given: Mapping[str, Any],
+    argv_command: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the frozen configuration of ``command`` from parsed flags and ``env``."""
+    env = os.environ if env is None else env
+    values = {opt.dest: _value(opt, given.get(opt.dest), env) for opt in OPTIONS[command]}
+    if command in ("sidecar", "main"):
+        if not argv_command:
+            raise UsageError(f"{command}: no COMMAND given; put it after '--'")
+        values["command"] = argv_command
+        values["name"] = values["name"] or command
+    if command == "sidecar":
+        if not values["wait_for"] and not values["marker"]:
+            values["wait_for"] = ("main",)
+        if values["name"] in values["wait_for"]:
+            raise UsageError(f"--wait-for: a sidecar cannot wait for itself ({values['name']!r})")
+        return SidecarConfig(**values)
+    if command == "main":
+        return MainConfig(**values)
+    if command == "done":
+        values["name"] = values["name"] or "main"
+        return DoneConfig(**values)
+    return StatusConfig(json=bool(given.get("json")), **values)

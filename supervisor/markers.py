@@ -1,0 +1,264 @@
+"""The files on the shared volume: names, atomic writes, tolerant reads, the lock.
+
+Every container ``NAME`` owns four files in the shared directory:
+
+- ``NAME.started``: JSON ``{"name", "pid", "attempt", "started_at"}``
+- ``NAME.ready``: JSON ``{"name", "pid", "ready_at"}`` (sidecars)
+- ``NAME.done``: JSON ``{"name", "exit_code", "signal", "reason", "attempt",
+  "started_at", "finished_at"}``; readers also take an empty file or a bare integer
+- ``NAME.lock``: held with an exclusive ``flock`` while the wrapper lives
+
+Writes go to a hidden temporary file in the same directory and are renamed into
+place, so a reader never sees half a record and a symlink planted at the final
+name is replaced, never followed. Reads never follow a symlink, never block on a
+FIFO and never read more than ``MAX_MARKER_BYTES``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor.errors import LockBusyError
+
+MAX_MARKER_BYTES = 64 * 1024
+FILE_MODE = 0o644
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+KINDS = ("started", "ready", "done", "lock")
+
+
+def valid_name(name: str) -> bool:
+    """A plain file name: letters, digits, ``.``, ``_``, ``-``, not starting with ``.``."""
+    return NAME_PATTERN.fullmatch(name) is not None
+
+
+def marker_path(directory: Path, name: str, kind: str) -> Path:
+    return directory / f"{name}.{kind}"
+
+
+def now() -> float:
+    return time.time()
+
+
+def iso(timestamp: float | None) -> str | None:
+    """UTC ISO-8601 with milliseconds, the form every record uses."""
+    if timestamp is None:
+        return None
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp))
+    return f"{whole}.{int(timestamp % 1 * 1000):03d}Z"
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` to ``path`` atomically (temporary file + rename).
+
+    Raises OSError when the volume is full, read-only or missing; callers
+    decide whether that is fatal.
+    """
+    data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, FILE_MODE)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, FILE_MODE)  # whatever the umask says
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        remove(tmp)
+        raise
+
+
+def remove(path: Path) -> None:
+    """Remove a file if it is there."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a marker file held when it was read, and how trustworthy it was."""
+
+    exists: bool
+    data: bytes = b""
+    problem: str | None = None  # why the content could not be trusted
+    identity: tuple[int, int, int] | None = None  # (device, inode, mtime_ns)
+
+
+def read_marker(path: Path) -> Snapshot:
+    """Read a marker without following symlinks, blocking, or reading it whole."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return Snapshot(exists=False)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return Snapshot(exists=True, problem="is a symlink")
+        if exc.errno == errno.ENOTDIR:
+            return Snapshot(exists=False)
+        return Snapshot(exists=True, problem=f"cannot be opened: {exc.strerror}")
+    try:
+        info = os.fstat(fd)
+        identity = (info.st_dev, info.st_ino, info.st_mtime_ns)
+        if not stat.S_ISREG(info.st_mode):
+            return Snapshot(exists=True, problem="is not a regular file", identity=identity)
+        if info.st_size > MAX_MARKER_BYTES:
+            return Snapshot(exists=True, problem="is larger than 64 KiB", identity=identity)
+        data = os.read(fd, MAX_MARKER_BYTES + 1)
+        if len(data) > MAX_MARKER_BYTES:
+            return Snapshot(exists=True, problem="is larger than 64 KiB", identity=identity)
+        return Snapshot(exists=True, data=data, identity=identity)
+    except OSError as exc:
+        return Snapshot(exists=True, problem=f"cannot be read: {exc.strerror}")
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class DoneRecord:
+    """A completion as readers understand it, whatever form the file had."""
+
+    exit_code: int | None
+    signal: int | None = None
+    reason: str | None = None
+    attempt: int | None = None
+    problem: str | None = None  # set when the file was not a valid record
+
+    @property
+    def failed(self) -> bool:
+        """Unknown exit codes count as success: ``touch NAME.done`` means done."""
+        return self.signal is not None or (self.exit_code is not None and self.exit_code != 0)
+
+
+def parse_done(snapshot: Snapshot) -> DoneRecord:
+    """Interpret a ``.done`` file: empty, a decimal integer, or the JSON object.
+
+    Anything else still counts as completion, with an unknown exit code and the
+    reason in ``problem`` so the caller can warn.
+    """
+    if snapshot.problem is not None:
+        return DoneRecord(exit_code=None, problem=snapshot.problem)
+    text = snapshot.data.strip()
+    if not text:
+        return DoneRecord(exit_code=None)
+    if re.fullmatch(rb"[+-]?[0-9]{1,9}", text):
+        return DoneRecord(exit_code=int(text))
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return DoneRecord(exit_code=None, problem="is neither empty, an integer nor JSON")
+    if not isinstance(obj, dict):
+        return DoneRecord(exit_code=None, problem="is JSON but not an object")
+    return DoneRecord(
+        exit_code=_int_or_none(obj.get("exit_code")),
+        signal=_int_or_none(obj.get("signal")),
+        reason=obj["reason"] if isinstance(obj.get("reason"), str) else None,
+        attempt=_int_or_none(obj.get("attempt")),
+    )
+
+
+def _int_or_none(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if -(2**31) <= value < 2**31 else None
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A ``.started`` or ``.ready`` record, or None when absent or unreadable."""
+    snapshot = read_marker(path)
+    if not snapshot.exists or snapshot.problem is not None:
+        return None
+    try:
+        obj = json.loads(snapshot.data)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+class OwnLock:
+    """The exclusive ``flock`` a wrapper holds on ``NAME.lock`` while it lives.
+
+    The descriptor is close-on-exec, so no child keeps the lock alive after the
+    wrapper dies; the kernel releases it on any death, SIGKILL and OOM included.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, patience: float = 2.0) -> None:
+        """Take the lock; raise LockBusyError if another wrapper keeps it.
+
+        Peers probe the lock with a shared lock for microseconds at a time, so a
+        busy lock is retried for ``patience`` seconds before it counts as taken.
+        """
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.path, flags, FILE_MODE)
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockBusyError(
+                        f"another supervisor holds {self.path}; give each container its own --name"
+                    ) from None
+                time.sleep(0.01)
+            else:
+                self._fd = fd
+                return
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+
+def lock_is_held(path: Path) -> bool:
+    """True while some wrapper holds ``path`` (probed with a shared, non-blocking lock)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also drops our shared lock at once
+    return False
+
+
+def wait_lock_released(path: Path) -> None:
+    """Block in the kernel until nobody holds ``path`` exclusively; no polling."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # O_NONBLOCK is for open() only; this blocks
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,114 @@
+"""What a wrapper writes about itself: its lock and its three records.
+
+A record that cannot be written (volume full, read-only, missing) never stops
+the role: the error is logged with the file's path and the role goes on, so the
+main still exits with COMMAND's status.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from supervisor import log
+from supervisor.markers import (
+    OwnLock,
+    iso,
+    marker_path,
+    now,
+    read_json,
+    remove,
+    write_json,
+)
+
+
+class OwnRecords:
+    """``NAME.lock``, ``NAME.started``, ``NAME.ready`` and ``NAME.done`` of one container."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.directory = directory
+        self.name = name
+        self.lock = OwnLock(marker_path(directory, name, "lock"))
+        self.attempt = 1
+        self.started_at: float | None = None
+
+    def path(self, kind: str) -> Path:
+        return marker_path(self.directory, self.name, kind)
+
+    def prepare(self) -> None:
+        """Create the shared dir if needed and take the lock (LockBusyError if taken)."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.lock.acquire()
+        except OSError as exc:
+            log.error("lock_unavailable", path=str(self.lock.path), error=exc.strerror,
+                      consequence="peers can only see this container through its .done")
+
+    def begin_attempt(self) -> None:
+        """Remove a stale ``.done`` and write ``.started`` with the next attempt number."""
+        previous = read_json(self.path("started"))
+        if previous is not None and isinstance(previous.get("attempt"), int):
+            self.attempt = max(1, previous["attempt"] + 1)
+        try:
+            remove(self.path("done"))
+            remove(self.path("ready"))
+        except OSError as exc:
+            log.error("marker_remove_failed", path=str(self.path("done")), error=exc.strerror)
+        self.started_at = now()
+        self._write("started", {
+            "name": self.name,
+            "pid": os.getpid(),
+            "attempt": self.attempt,
+            "started_at": iso(self.started_at),
+        })
+
+    def ready(self, pid: int) -> None:
+        self._write("ready", {"name": self.name, "pid": pid, "ready_at": iso(now())})
+
+    def done(self, exit_code: int | None, signal: int | None, reason: str, **extra: Any) -> None:
+        """Write ``.done``, then release the lock: peers wake on the release."""
+        self._write("done", {
+            "name": self.name,
+            "exit_code": exit_code,
+            "signal": signal,
+            "reason": reason,
+            "attempt": self.attempt,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(now()),
+            **extra,
+        })
+        self.lock.release()
+
+    def has_done(self) -> bool:
+        return self.path("done").exists()
+
+    def _write(self, kind: str, record: dict[str, Any]) -> bool:
+        path = self.path(kind)
+        try:
+            write_json(path, record)
+        except OSError as exc:
+            log.error("marker_write_failed", path=str(path), error=exc.strerror or str(exc))
+            return False
+        return True
+
+
+def write_termination_log(path: Path, line: str) -> None:
+    """One summary line for ``kubectl describe pod``, only if the file exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.write(fd, (line[:4000] + "\n").encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def exiting(termination_log: Path, summary: str, code: int) -> int:
+    """The last words of either role: the termination log and ``supervisor_exiting``."""
+    write_termination_log(termination_log, summary)
+    log.info("supervisor_exiting", exit_code=code, summary=summary)
+    return code

@@ -1,0 +1,239 @@
+"""The ``sidecar`` role: run the helper until the containers it serves complete.
+
+1. Take ``NAME.lock``. If the awaited containers have already completed (a
+   restarted sidecar container), exit 0 at once without starting COMMAND.
+2. Write ``NAME.started``, start COMMAND, write ``NAME.ready``.
+3. Wait for completion (see ``watch``). Meanwhile: signals are forwarded,
+   except SIGTERM/SIGINT, which start the ``--term-hold``; a child that exits
+   early is restarted per ``--restart`` with exponential backoff.
+4. Stop: ``--stop-delay``, the stop signal to the group, ``--grace-period``,
+   SIGKILL to the group; write ``NAME.done``; exit per ``--exit-code``.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from supervisor import log
+from supervisor.config import SidecarConfig
+from supervisor.process import (
+    Child,
+    CommandError,
+    Event,
+    Loop,
+    become_subreaper,
+    describe_exit,
+    forward,
+    spawn,
+)
+from supervisor.records import OwnRecords, exiting
+from supervisor.signals import captured, signal_name
+from supervisor.watch import CompletionWatcher
+
+# Restart backoff: 1 s, doubling to 30 s; a run of STABLE_RUN seconds resets it.
+BACKOFF_INITIAL = 1.0
+BACKOFF_MAX = 30.0
+STABLE_RUN = 10.0
+
+_HOLD_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def run(config: SidecarConfig) -> int:
+    loop = Loop()
+    with captured(loop.events):
+        return Sidecar(config, loop).run()
+
+
+def backoff_delay(failures: int) -> float:
+    """Seconds to wait before restart number ``failures + 1`` of a quick run."""
+    return float(min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** min(failures, 16)))
+
+
+class Sidecar:
+    def __init__(self, config: SidecarConfig, loop: Loop) -> None:
+        self.config = config
+        self.loop = loop
+        self.records = OwnRecords(config.dir, config.name)
+        self.watcher = CompletionWatcher(
+            loop,
+            config.dir,
+            config.wait_for,
+            config.marker,
+            mode=config.wait_mode,
+            stop_on_success=config.stop_on == "success",
+        )
+        self.child: Child | None = None
+        self.hold_until: float | None = None
+        self.stop_signal_received = False
+        self.restart_at: float | None = None
+        self.failures = 0
+        self.restarts = 0
+
+    # --- the phases -----------------------------------------------------------
+
+    def run(self) -> int:
+        become_subreaper()
+        self.records.prepare()
+        try:
+            self.watcher.check(woken_by="start")
+            if self.watcher.satisfied:
+                return self._already_complete()
+            self.records.begin_attempt()
+            try:
+                self._start_child()
+            except CommandError as exc:
+                log.error("child_start_failed", command=list(self.config.command), error=str(exc))
+                self.records.done(exc.exit_code, None, exc.reason)
+                return self._exit(exc.exit_code, f"COMMAND could not start: {exc}")
+            assert self.child is not None
+            self.records.ready(self.child.pid)
+            log.info("child_ready", pid=self.child.pid, probe=None)
+            why = self._wait()
+            return self._finish(why)
+        finally:
+            self.watcher.close()
+
+    def _already_complete(self) -> int:
+        log.info("already_complete", waited_for=self._targets(), action="exit without starting COMMAND")
+        if self.records.has_done():
+            self.records.lock.release()
+        else:
+            self.records.done(0, None, "AlreadyComplete")
+        return self._exit(0, "the awaited containers had already completed")
+
+    def _start_child(self) -> None:
+        self.child = self.loop.adopt(spawn(self.config.command))
+        self.restart_at = None
+        log.info("child_started", pid=self.child.pid, command=list(self.config.command),
+                 attempt=self.records.attempt, restarts=self.restarts)
+
+    def _wait(self) -> str:
+        """Run until something ends the wait; return what it was."""
+        while True:
+            deadlines = [d for d in (self.hold_until, self.restart_at) if d is not None]
+            self.loop.run_until(
+                self._wait_over,
+                self._on_event,
+                deadline=min(deadlines) if deadlines else None,
+                tick=self.config.poll_interval,
+            )
+            if self.watcher.satisfied:
+                return "completed"
+            if self.stop_signal_received:
+                return "signal"
+            now = time.monotonic()
+            if self.hold_until is not None and now >= self.hold_until:
+                log.info("term_hold_expired", waited_for=self._targets())
+                return "term_hold_expired"
+            if self.child is not None and not self.child.running and not self._schedule_restart():
+                return "child_exited"
+            if self.restart_at is not None and now >= self.restart_at:
+                try:
+                    self._start_child()
+                except CommandError as exc:
+                    log.error("child_start_failed", command=list(self.config.command), error=str(exc))
+                    self._schedule_restart()
+
+    def _wait_over(self) -> bool:
+        return (
+            self.watcher.satisfied
+            or self.stop_signal_received
+            or (self.child is not None and not self.child.running)
+        )
+
+    def _on_event(self, event: Event) -> None:
+        if self.watcher.handle(event):
+            return
+        if event[0] == "signal" and event[1] in _HOLD_SIGNALS:
+            self._on_stop_signal(event[1])
+        else:
+            forward(self.child, event)
+
+    def _on_stop_signal(self, signum: int) -> None:
+        if self.config.term_hold > 0 and self.hold_until is None:
+            self.hold_until = time.monotonic() + self.config.term_hold
+            log.info("term_hold_started", signal=signal_name(signum),
+                     term_hold=self.config.term_hold, waiting_for=self._targets())
+        else:
+            self.stop_signal_received = True
+            log.info("stop_signal_received", signal=signal_name(signum))
+
+    def _schedule_restart(self) -> bool:
+        """The child ended before completion: plan a restart, or say there is none."""
+        child = self.child
+        if child is not None and not child.running:
+            log.info("child_exited", before_completion=True, **describe_exit(child))
+            policy = self.config.restart
+            if policy == "never" or (policy == "on-failure" and child.code == 0):
+                return False
+            if time.monotonic() - child.started >= STABLE_RUN:
+                self.failures = 0
+            reason = child.reason
+        else:
+            reason = "StartFailed"
+        delay = backoff_delay(self.failures)
+        self.failures += 1
+        self.restarts += 1
+        self.restart_at = time.monotonic() + delay
+        log.info("child_restarting", restart=self.restarts, reason=reason, delay=delay)
+        self.child = None
+        return True
+
+    def _finish(self, why: str) -> int:
+        child = self.child
+        if why == "child_exited":
+            assert child is not None
+            self.records.done(child.exit_code, child.signal, child.reason)
+            return self._exit(child.code, f"COMMAND exited on its own with status {child.code}")
+        if child is not None and why == "completed" and self.config.stop_delay > 0:
+            log.info("stop_delayed", stop_delay=self.config.stop_delay)
+            self.loop.run_until(
+                lambda: not child.running or self.stop_signal_received,
+                self._during_delay,
+                deadline=time.monotonic() + self.config.stop_delay,
+            )
+        if child is not None:
+            self._stop(child, why)
+        code = self._exit_code(child)
+        self.records.done(code, None, "Stopped", why=why,
+                          child_exit_code=None if child is None else child.code)
+        return self._exit(code, f"stopped COMMAND ({why}); exit status {code}")
+
+    def _during_delay(self, event: Event) -> None:
+        if event[0] == "signal" and event[1] in _HOLD_SIGNALS:
+            self.stop_signal_received = True  # pod deletion: stop now
+        else:
+            forward(self.child, event)
+
+    def _stop(self, child: Child, why: str) -> None:
+        stop_signal = self.config.stop_signal
+        log.info("stop_requested", why=why, pid=child.pid, signal=signal_name(stop_signal),
+                 grace_period=self.config.grace_period)
+        self.loop.stop(
+            child,
+            lambda: child.signal_group(stop_signal),
+            self.config.grace_period,
+            lambda event: forward(child, event),
+        )
+        log.info("child_exited", before_completion=False, **describe_exit(child))
+
+    def _exit_code(self, child: Child | None) -> int:
+        policy = self.config.exit_code
+        if policy == "child":
+            return 0 if child is None or child.status is None else child.code
+        if policy == "main":
+            completions = self.watcher.completions
+            failed = [c for c in completions if c.failed]
+            if failed:
+                return failed[0].code_for_exit
+            if completions:
+                return 0
+            return 0 if child is None or child.status is None else child.code
+        return 0
+
+    def _targets(self) -> list[str]:
+        return [t.label for t in self.watcher.targets]
+
+    def _exit(self, code: int, summary: str) -> int:
+        return exiting(self.config.termination_log, f"{self.config.name} (sidecar): {summary}", code)
