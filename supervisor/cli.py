@@ -92,8 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, options in OPTIONS.items():
         summary, usage = COMMANDS[name]
-        sub = commands.add_parser(name, help=summary, description=summary, usage=usage,
-                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            usage=usage,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         for option in options:
             kwargs: dict[str, Any] = {"help": _help(option), "default": None}
             if option.metavar:

@@ -126,48 +126,113 @@ class Option:
 
 
 COMMON = (
-    Option("--dir", path, Path(DEFAULT_DIR), "the shared volume (an emptyDir in every container)",
-           metavar="DIR"),
-    Option("--log-format", choice(*FORMATS), "auto",
-           "auto: readable on a TTY, JSON lines otherwise"),
+    Option(
+        "--dir",
+        path,
+        Path(DEFAULT_DIR),
+        "the shared volume (an emptyDir in every container)",
+        metavar="DIR",
+    ),
+    Option(
+        "--log-format", choice(*FORMATS), "auto", "auto: readable on a TTY, JSON lines otherwise"
+    ),
     Option("--log-level", choice(*LEVELS), "info", "least important events to log"),
 )
 
-NAME = Option("--name", container_name, None,
-              "this container's name in the markers (default: the role)", metavar="NAME")
-GRACE = Option("--grace-period", duration, 10.0,
-               "seconds from the stop request to SIGKILL of the whole process group",
-               metavar="S")
-TERMINATION_LOG = Option("--termination-log", path, Path("/dev/termination-log"),
-                         "one-line summary written here on exit, if the file exists",
-                         metavar="PATH")
-POLL = Option("--poll-interval", positive_duration, 2.0,
-              "seconds between rescans of the shared dir (a fallback for lost file events)",
-              metavar="S")
+NAME = Option(
+    "--name",
+    container_name,
+    None,
+    "this container's name in the markers (default: the role)",
+    metavar="NAME",
+)
+GRACE = Option(
+    "--grace-period",
+    duration,
+    10.0,
+    "seconds from the stop request to SIGKILL of the whole process group",
+    metavar="S",
+)
+TERMINATION_LOG = Option(
+    "--termination-log",
+    path,
+    Path("/dev/termination-log"),
+    "one-line summary written here on exit, if the file exists",
+    metavar="PATH",
+)
+POLL = Option(
+    "--poll-interval",
+    positive_duration,
+    2.0,
+    "seconds between rescans of the shared dir (a fallback for lost file events)",
+    metavar="S",
+)
 
 SIDECAR = (
     NAME,
-    Option("--wait-for", container_name, (),
-           "containers whose completion ends this sidecar (default: main, unless "
-           "--marker is given)", repeat=True, metavar="NAME"),
-    Option("--wait-mode", choice("all", "any"), "all",
-           "stop when all of them have completed, or when any has"),
-    Option("--marker", path, (), "a file whose appearance also counts as completion",
-           repeat=True, metavar="PATH"),
-    Option("--stop-on", choice("exit", "success"), "exit",
-           "success: a failed main does not stop the sidecar (restartPolicy: OnFailure)"),
-    Option("--stop-delay", duration, 0.0, "seconds to wait between completion and the stop",
-           metavar="S"),
-    Option("--stop-signal", signal_number, int(signal.SIGTERM),
-           "signal that asks the child to stop (name or number)", metavar="SIG"),
+    Option(
+        "--wait-for",
+        container_name,
+        (),
+        "containers whose completion ends this sidecar (default: main, unless --marker is given)",
+        repeat=True,
+        metavar="NAME",
+    ),
+    Option(
+        "--wait-mode",
+        choice("all", "any"),
+        "all",
+        "stop when all of them have completed, or when any has",
+    ),
+    Option(
+        "--marker",
+        path,
+        (),
+        "a file whose appearance also counts as completion",
+        repeat=True,
+        metavar="PATH",
+    ),
+    Option(
+        "--stop-on",
+        choice("exit", "success"),
+        "exit",
+        "success: a failed main does not stop the sidecar (restartPolicy: OnFailure)",
+    ),
+    Option(
+        "--stop-delay",
+        duration,
+        0.0,
+        "seconds to wait between completion and the stop",
+        metavar="S",
+    ),
+    Option(
+        "--stop-signal",
+        signal_number,
+        int(signal.SIGTERM),
+        "signal that asks the child to stop (name or number)",
+        metavar="SIG",
+    ),
     GRACE,
-    Option("--term-hold", duration, 25.0,
-           "on SIGTERM/SIGINT before completion, keep the child up this long waiting for "
-           "the mains; 0 stops at once", metavar="S"),
-    Option("--restart", choice("never", "on-failure", "always"), "on-failure",
-           "restart the child if it exits before completion"),
-    Option("--exit-code", choice("zero", "child", "main"), "zero",
-           "exit status after a stop the supervisor started"),
+    Option(
+        "--term-hold",
+        duration,
+        25.0,
+        "on SIGTERM/SIGINT before completion, keep the child up this long waiting for "
+        "the mains; 0 stops at once",
+        metavar="S",
+    ),
+    Option(
+        "--restart",
+        choice("never", "on-failure", "always"),
+        "on-failure",
+        "restart the child if it exits before completion",
+    ),
+    Option(
+        "--exit-code",
+        choice("zero", "child", "main"),
+        "zero",
+        "exit status after a stop the supervisor started",
+    ),
     POLL,
     TERMINATION_LOG,
 )

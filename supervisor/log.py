@@ -9,6 +9,7 @@ on a TTY) with ``timestamp``, ``level``, ``event``, ``role`` and ``name``.
 from __future__ import annotations
 
 import sys
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,7 @@ def configure(fmt: str = "auto", level: str = "info", **context: Any) -> None:
 _FIRST = ("timestamp", "level", "event", "role", "name")
 
 
-def _order(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _order(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     """Put the fields every line has first, so the lines read alike."""
     head = {key: event.pop(key) for key in _FIRST if key in event}
     head.update(event)

@@ -53,8 +53,12 @@ def _run(config: MainConfig, loop: Loop) -> int:
     log.info("child_exited", **describe_exit(child))
 
     if child.group_alive:
-        log.info("stop_requested", why="COMMAND exited; its process group lives on",
-                 signal="SIGTERM", grace_period=config.grace_period)
+        log.info(
+            "stop_requested",
+            why="COMMAND exited; its process group lives on",
+            signal="SIGTERM",
+            grace_period=config.grace_period,
+        )
         loop.stop(child, lambda: child.signal_group(signal.SIGTERM), config.grace_period, relay)
     return _exit(config, child.code, f"COMMAND exited with status {child.code}")
 

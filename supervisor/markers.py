@@ -16,6 +16,7 @@ FIFO and never read more than ``MAX_MARKER_BYTES``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -82,10 +83,8 @@ def write_json(path: Path, record: dict[str, Any]) -> None:
 
 def remove(path: Path) -> None:
     """Remove a file if it is there."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,9 @@ class Loop:
                 handle(event)
         return True
 
-    def wait_group_gone(self, child: Child, handle: Callable[[Event], None], deadline: float) -> bool:
+    def wait_group_gone(
+        self, child: Child, handle: Callable[[Event], None], deadline: float
+    ) -> bool:
         """Wait until the child and every process of its group have exited."""
         if not self.run_until(lambda: not child.running, handle, deadline):
             return False
@@ -215,7 +217,7 @@ class Loop:
     def stop(
         self,
         child: Child,
-        request: Callable[[], None],
+        request: Callable[[], object],
         grace: float,
         handle: Callable[[Event], None],
     ) -> None:

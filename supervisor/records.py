@@ -42,8 +42,12 @@ class OwnRecords:
             self.directory.mkdir(parents=True, exist_ok=True)
             self.lock.acquire()
         except OSError as exc:
-            log.error("lock_unavailable", path=str(self.lock.path), error=exc.strerror,
-                      consequence="peers can only see this container through its .done")
+            log.error(
+                "lock_unavailable",
+                path=str(self.lock.path),
+                error=exc.strerror,
+                consequence="peers can only see this container through its .done",
+            )
 
     def begin_attempt(self) -> None:
         """Remove a stale ``.done`` and write ``.started`` with the next attempt number."""
@@ -56,28 +60,34 @@ class OwnRecords:
         except OSError as exc:
             log.error("marker_remove_failed", path=str(self.path("done")), error=exc.strerror)
         self.started_at = now()
-        self._write("started", {
-            "name": self.name,
-            "pid": os.getpid(),
-            "attempt": self.attempt,
-            "started_at": iso(self.started_at),
-        })
+        self._write(
+            "started",
+            {
+                "name": self.name,
+                "pid": os.getpid(),
+                "attempt": self.attempt,
+                "started_at": iso(self.started_at),
+            },
+        )
 
     def ready(self, pid: int) -> None:
         self._write("ready", {"name": self.name, "pid": pid, "ready_at": iso(now())})
 
     def done(self, exit_code: int | None, signal: int | None, reason: str, **extra: Any) -> None:
         """Write ``.done``, then release the lock: peers wake on the release."""
-        self._write("done", {
-            "name": self.name,
-            "exit_code": exit_code,
-            "signal": signal,
-            "reason": reason,
-            "attempt": self.attempt,
-            "started_at": iso(self.started_at),
-            "finished_at": iso(now()),
-            **extra,
-        })
+        self._write(
+            "done",
+            {
+                "name": self.name,
+                "exit_code": exit_code,
+                "signal": signal,
+                "reason": reason,
+                "attempt": self.attempt,
+                "started_at": iso(self.started_at),
+                "finished_at": iso(now()),
+                **extra,
+            },
+        )
         self.lock.release()
 
     def has_done(self) -> bool:

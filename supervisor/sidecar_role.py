@@ -59,7 +59,7 @@ class Sidecar:
             loop,
             config.dir,
             config.wait_for,
-            config.marker,
+            markers=config.marker,
             mode=config.wait_mode,
             stop_on_success=config.stop_on == "success",
         )
@@ -95,7 +95,9 @@ class Sidecar:
             self.watcher.close()
 
     def _already_complete(self) -> int:
-        log.info("already_complete", waited_for=self._targets(), action="exit without starting COMMAND")
+        log.info(
+            "already_complete", waited_for=self._targets(), action="exit without starting COMMAND"
+        )
         if self.records.has_done():
             self.records.lock.release()
         else:
@@ -105,8 +107,13 @@ class Sidecar:
     def _start_child(self) -> None:
         self.child = self.loop.adopt(spawn(self.config.command))
         self.restart_at = None
-        log.info("child_started", pid=self.child.pid, command=list(self.config.command),
-                 attempt=self.records.attempt, restarts=self.restarts)
+        log.info(
+            "child_started",
+            pid=self.child.pid,
+            command=list(self.config.command),
+            attempt=self.records.attempt,
+            restarts=self.restarts,
+        )
 
     def _wait(self) -> str:
         """Run until something ends the wait; return what it was."""
@@ -132,7 +139,9 @@ class Sidecar:
                 try:
                     self._start_child()
                 except CommandError as exc:
-                    log.error("child_start_failed", command=list(self.config.command), error=str(exc))
+                    log.error(
+                        "child_start_failed", command=list(self.config.command), error=str(exc)
+                    )
                     self._schedule_restart()
 
     def _wait_over(self) -> bool:
@@ -153,8 +162,12 @@ class Sidecar:
     def _on_stop_signal(self, signum: int) -> None:
         if self.config.term_hold > 0 and self.hold_until is None:
             self.hold_until = time.monotonic() + self.config.term_hold
-            log.info("term_hold_started", signal=signal_name(signum),
-                     term_hold=self.config.term_hold, waiting_for=self._targets())
+            log.info(
+                "term_hold_started",
+                signal=signal_name(signum),
+                term_hold=self.config.term_hold,
+                waiting_for=self._targets(),
+            )
         else:
             self.stop_signal_received = True
             log.info("stop_signal_received", signal=signal_name(signum))
@@ -196,8 +209,9 @@ class Sidecar:
         if child is not None:
             self._stop(child, why)
         code = self._exit_code(child)
-        self.records.done(code, None, "Stopped", why=why,
-                          child_exit_code=None if child is None else child.code)
+        self.records.done(
+            code, None, "Stopped", why=why, child_exit_code=None if child is None else child.code
+        )
         return self._exit(code, f"stopped COMMAND ({why}); exit status {code}")
 
     def _during_delay(self, event: Event) -> None:
@@ -208,8 +222,13 @@ class Sidecar:
 
     def _stop(self, child: Child, why: str) -> None:
         stop_signal = self.config.stop_signal
-        log.info("stop_requested", why=why, pid=child.pid, signal=signal_name(stop_signal),
-                 grace_period=self.config.grace_period)
+        log.info(
+            "stop_requested",
+            why=why,
+            pid=child.pid,
+            signal=signal_name(stop_signal),
+            grace_period=self.config.grace_period,
+        )
         self.loop.stop(
             child,
             lambda: child.signal_group(stop_signal),
@@ -236,4 +255,6 @@ class Sidecar:
         return [t.label for t in self.watcher.targets]
 
     def _exit(self, code: int, summary: str) -> int:
-        return exiting(self.config.termination_log, f"{self.config.name} (sidecar): {summary}", code)
+        return exiting(
+            self.config.termination_log, f"{self.config.name} (sidecar): {summary}", code
+        )

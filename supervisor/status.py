@@ -71,8 +71,11 @@ def describe(directory: Path, name: str) -> dict[str, Any]:
         entry["state"] = "ready" if ready else "running"
     elif snapshot.exists:
         record = parse_done(snapshot)
-        entry.update(state="failed" if record.failed else "done", exit_code=record.exit_code,
-                     reason=record.reason or record.problem)
+        entry.update(
+            state="failed" if record.failed else "done",
+            exit_code=record.exit_code,
+            reason=record.reason or record.problem,
+        )
     elif started is not None:
         entry.update(state="died", reason="lock released without a .done record")
     return entry
@@ -95,5 +98,7 @@ def show_status(config: StatusConfig, out: TextIO = sys.stdout) -> int:
     rows = [[("-" if e[c] is None else str(e[c])) for c in columns] for e in entries]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
     for row in [[c.upper() for c in columns], *rows]:
-        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        out.write(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n"
+        )
     return 0

@@ -78,6 +78,7 @@ class CompletionWatcher:
         loop: Loop,
         directory: Path,
         names: tuple[str, ...],
+        *,
         markers: tuple[Path, ...] = (),
         mode: str = "all",
         stop_on_success: bool = False,
@@ -130,18 +131,29 @@ class CompletionWatcher:
             if self._running(target):  # a new attempt took the lock meanwhile
                 return
             identity = ("died", _identity(target.started))
-            completion = Completion(target.label, "lock", None, failed=True, reason="DiedWithoutRecord")
+            completion = Completion(
+                target.label, "lock", None, failed=True, reason="DiedWithoutRecord"
+            )
         else:
             return
         if identity in target.ignored:
             return
         if problem is not None:
-            log.warning("marker_invalid", path=str(target.done), problem=problem,
-                        treated_as="completion with unknown exit code")
+            log.warning(
+                "marker_invalid",
+                path=str(target.done),
+                problem=problem,
+                treated_as="completion with unknown exit code",
+            )
         if completion.failed and self.stop_on_success:
             target.ignored.add(identity)
-            log.info("completion_ignored", target=target.label, exit_code=completion.exit_code,
-                     reason=completion.reason, why="--stop-on success and it failed")
+            log.info(
+                "completion_ignored",
+                target=target.label,
+                exit_code=completion.exit_code,
+                reason=completion.reason,
+                why="--stop-on success and it failed",
+            )
             return
         target.completion = completion
         log.info(
