@@ -98,6 +98,48 @@ def text(value: str) -> str:
     return value
 
 
+def http_url(value: str) -> str:
+    from urllib.parse import urlsplit  # noqa: PLC0415 - only URL flags need it
+
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    if port == 0:
+        raise ValueError(f"{value!r} has no usable port")
+    return value
+
+
+def host_port(value: str) -> str:
+    from supervisor.probes import split_host_port  # noqa: PLC0415
+
+    split_host_port(value)
+    return value
+
+
+def command_line(value: str) -> tuple[str, ...]:
+    """Split like a shell, never run through one."""
+    import shlex  # noqa: PLC0415
+
+    try:
+        argv = tuple(shlex.split(value))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} cannot be split into words: {exc}") from None
+    if not argv:
+        raise ValueError("must name a command")
+    return argv
+
+
+def stop_signal(text: str) -> int | None:
+    """A signal, or ``none`` to send no signal (an HTTP call or command stops the child)."""
+    if text.strip().lower() == "none":
+        return None
+    return signal_number(text)
+
+
 def path(value: str) -> Path:
     if not value or "\0" in value:
         raise ValueError(f"{value!r} is not a path")
@@ -160,6 +202,31 @@ TERMINATION_LOG = Option(
     "one-line summary written here on exit, if the file exists",
     metavar="PATH",
 )
+READY_INTERVAL = Option(
+    "--ready-interval", positive_duration, 0.5, "seconds between readiness checks", metavar="S"
+)
+PROBE_TIMEOUT = Option(
+    "--probe-timeout", positive_duration, 2.0, "seconds one readiness check may take", metavar="S"
+)
+AUTO_SIGNAL = -1  # TERM, unless an HTTP call or a command asks for the stop
+
+# Each proxy's own readiness and quit endpoints (see the README for the flags or
+# annotations that turn them on). Presets only fill what no flag or variable set.
+PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
+    "istio": {
+        "wait_http": ("http://127.0.0.1:15021/healthz/ready",),
+        "quit_http": ("http://127.0.0.1:15020/quitquitquit",),
+    },
+    "linkerd": {
+        "wait_http": ("http://127.0.0.1:4191/ready",),
+        "quit_http": ("http://127.0.0.1:4191/shutdown",),
+    },
+    "cloud-sql-proxy": {
+        "wait_http": ("http://127.0.0.1:9090/startup",),
+        "quit_http": ("http://127.0.0.1:9091/quitquitquit",),
+    },
+}
+
 POLL = Option(
     "--poll-interval",
     positive_duration,
@@ -207,11 +274,51 @@ SIDECAR = (
     ),
     Option(
         "--stop-signal",
-        signal_number,
-        int(signal.SIGTERM),
-        "signal that asks the child to stop (name or number)",
+        stop_signal,
+        AUTO_SIGNAL,
+        "signal that asks the child to stop (name, number or none; default TERM, or none "
+        "when --stop-http or --stop-command is given)",
         metavar="SIG",
     ),
+    Option(
+        "--stop-http",
+        http_url,
+        (),
+        "POST this URL to ask the child to stop",
+        repeat=True,
+        metavar="URL",
+    ),
+    Option(
+        "--stop-command",
+        command_line,
+        (),
+        "run this command (split like a shell, no shell) to ask the child to stop",
+        metavar="CMD",
+    ),
+    Option(
+        "--ready-http",
+        http_url,
+        None,
+        "the child is ready when this URL answers 2xx",
+        metavar="URL",
+    ),
+    Option(
+        "--ready-tcp",
+        host_port,
+        None,
+        "the child is ready when HOST:PORT accepts",
+        metavar="HOST:PORT",
+    ),
+    Option(
+        "--ready-command",
+        command_line,
+        (),
+        "the child is ready when this command exits 0",
+        metavar="CMD",
+    ),
+    Option("--ready-file", path, None, "the child is ready when this file exists", metavar="PATH"),
+    READY_INTERVAL,
+    PROBE_TIMEOUT,
     GRACE,
     Option(
         "--term-hold",
@@ -239,6 +346,59 @@ SIDECAR = (
 
 MAIN = (
     NAME,
+    Option(
+        "--wait-ready",
+        container_name,
+        (),
+        "wait for <dir>/NAME.ready before starting",
+        repeat=True,
+        metavar="NAME",
+    ),
+    Option(
+        "--wait-http",
+        http_url,
+        (),
+        "wait for a 2xx answer from URL before starting",
+        repeat=True,
+        metavar="URL",
+    ),
+    Option(
+        "--wait-tcp",
+        host_port,
+        (),
+        "wait until HOST:PORT accepts before starting",
+        repeat=True,
+        metavar="HOST:PORT",
+    ),
+    Option("--ready-timeout", duration, 60.0, "seconds to wait for all of them", metavar="S"),
+    Option(
+        "--on-ready-timeout",
+        choice("fail", "start"),
+        "fail",
+        "fail: exit 1 and still write the completion record; start: run COMMAND anyway",
+    ),
+    READY_INTERVAL,
+    PROBE_TIMEOUT,
+    Option(
+        "--quit-http",
+        http_url,
+        (),
+        "POST URL after COMMAND ends (proxies you cannot wrap)",
+        repeat=True,
+        metavar="URL",
+    ),
+    Option(
+        "--stop-on",
+        choice("exit", "success"),
+        "exit",
+        "success: after a failure send no quit requests (restartPolicy: OnFailure)",
+    ),
+    Option(
+        "--preset",
+        choice(*PRESETS),
+        None,
+        "fill --wait-http and --quit-http with that proxy's endpoints",
+    ),
     GRACE,
     TERMINATION_LOG,
 )
@@ -274,7 +434,15 @@ class SidecarConfig:
     marker: tuple[Path, ...] = ()
     stop_on: str = "exit"
     stop_delay: float = 0.0
-    stop_signal: int = int(signal.SIGTERM)
+    stop_signal: int | None = int(signal.SIGTERM)
+    stop_http: tuple[str, ...] = ()
+    stop_command: tuple[str, ...] = ()
+    ready_http: str | None = None
+    ready_tcp: str | None = None
+    ready_command: tuple[str, ...] = ()
+    ready_file: Path | None = None
+    ready_interval: float = 0.5
+    probe_timeout: float = 2.0
     grace_period: float = 10.0
     term_hold: float = 25.0
     restart: str = "on-failure"
@@ -290,6 +458,16 @@ class MainConfig:
     command: tuple[str, ...]
     log_format: str = "auto"
     log_level: str = "info"
+    wait_ready: tuple[str, ...] = ()
+    wait_http: tuple[str, ...] = ()
+    wait_tcp: tuple[str, ...] = ()
+    ready_timeout: float = 60.0
+    on_ready_timeout: str = "fail"
+    ready_interval: float = 0.5
+    probe_timeout: float = 2.0
+    quit_http: tuple[str, ...] = ()
+    stop_on: str = "exit"
+    preset: str | None = None
     grace_period: float = 10.0
     termination_log: Path = Path("/dev/termination-log")
 
@@ -352,8 +530,13 @@ def resolve(
             values["wait_for"] = ("main",)
         if values["name"] in values["wait_for"]:
             raise UsageError(f"--wait-for: a sidecar cannot wait for itself ({values['name']!r})")
+        if values["stop_signal"] == AUTO_SIGNAL:
+            asked_otherwise = values["stop_http"] or values["stop_command"]
+            values["stop_signal"] = None if asked_otherwise else int(signal.SIGTERM)
         return SidecarConfig(**values)
     if command == "main":
+        for key, preset_value in PRESETS.get(values["preset"] or "", {}).items():
+            values[key] = values[key] or preset_value
         return MainConfig(**values)
     if command == "done":
         values["name"] = values["name"] or "main"

@@ -13,6 +13,7 @@ import ctypes
 import os
 import queue
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class Child:
     argv: tuple[str, ...]
     started: float = field(default_factory=time.monotonic)
     status: int | None = None  # raw wait status once reaped
+    exited: threading.Event = field(default_factory=threading.Event)
 
     @property
     def running(self) -> bool:
@@ -143,13 +145,22 @@ class Loop:
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self.children: dict[int, Child] = {}
         self.orphans_reaped = 0
-        self.statuses: dict[int, int] = {}  # exits of helper processes (probes)
+        # Helper threads spawn probe commands; spawning and registering under
+        # this lock means the reaper never meets a child it does not know yet.
+        self._children_lock = threading.Lock()
 
     def post(self, *event: Any) -> None:
         self.events.put(tuple(event))
 
-    def adopt(self, child: Child) -> Child:
-        self.children[child.pid] = child
+    def spawn(self, argv: Sequence[str]) -> Child:
+        """Start a process whose exit this loop will reap; safe from any thread.
+
+        A thread that started one waits on ``child.exited``; the loop in the
+        main thread does the reaping.
+        """
+        with self._children_lock:
+            child = spawn(argv)
+            self.children[child.pid] = child
         return child
 
     def reap(self) -> None:
@@ -161,11 +172,12 @@ class Loop:
                 return
             if pid == 0:
                 return
-            child = self.children.pop(pid, None)
+            with self._children_lock:
+                child = self.children.pop(pid, None)
             if child is not None:
                 child.status = status
+                child.exited.set()
             else:
-                self.statuses[pid] = status
                 self.orphans_reaped += 1
 
     def run_until(

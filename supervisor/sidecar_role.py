@@ -12,11 +12,14 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
+import threading
 import time
 
 from supervisor import log
 from supervisor.config import SidecarConfig
+from supervisor.probes import Probe, post_all, start_prober
 from supervisor.process import (
     Child,
     CommandError,
@@ -25,7 +28,6 @@ from supervisor.process import (
     become_subreaper,
     describe_exit,
     forward,
-    spawn,
 )
 from supervisor.records import OwnRecords, exiting
 from supervisor.signals import captured, signal_name
@@ -37,6 +39,20 @@ BACKOFF_MAX = 30.0
 STABLE_RUN = 10.0
 
 _HOLD_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+HTTP_TIMEOUT = 5.0  # each --stop-http call; a hanging endpoint is abandoned
+
+
+def readiness_probes(config: SidecarConfig) -> tuple[Probe, ...]:
+    probes = []
+    if config.ready_file is not None:
+        probes.append(Probe("file", str(config.ready_file)))
+    if config.ready_tcp is not None:
+        probes.append(Probe("tcp", config.ready_tcp))
+    if config.ready_http is not None:
+        probes.append(Probe("http", config.ready_http))
+    if config.ready_command:
+        probes.append(Probe("command", shlex.join(config.ready_command)))
+    return tuple(probes)
 
 
 def run(config: SidecarConfig) -> int:
@@ -69,6 +85,9 @@ class Sidecar:
         self.restart_at: float | None = None
         self.failures = 0
         self.restarts = 0
+        self.probes = readiness_probes(config)
+        self.prober: threading.Event | None = None
+        self.stop_helper: Child | None = None
 
     # --- the phases -----------------------------------------------------------
 
@@ -86,13 +105,13 @@ class Sidecar:
                 log.error("child_start_failed", command=list(self.config.command), error=str(exc))
                 self.records.done(exc.exit_code, None, exc.reason)
                 return self._exit(exc.exit_code, f"COMMAND could not start: {exc}")
-            assert self.child is not None
-            self.records.ready(self.child.pid)
-            log.info("child_ready", pid=self.child.pid, probe=None)
+            self._watch_readiness()
             why = self._wait()
             return self._finish(why)
         finally:
             self.watcher.close()
+            if self.prober is not None:
+                self.prober.set()
 
     def _already_complete(self) -> int:
         log.info(
@@ -105,7 +124,7 @@ class Sidecar:
         return self._exit(0, "the awaited containers had already completed")
 
     def _start_child(self) -> None:
-        self.child = self.loop.adopt(spawn(self.config.command))
+        self.child = self.loop.spawn(self.config.command)
         self.restart_at = None
         log.info(
             "child_started",
@@ -114,6 +133,24 @@ class Sidecar:
             attempt=self.records.attempt,
             restarts=self.restarts,
         )
+
+    def _watch_readiness(self) -> None:
+        """Write ``.ready`` now (no probe) or when the probes first pass."""
+        if not self.probes:
+            self._ready(None)
+            return
+        self.prober = start_prober(
+            self.loop,
+            self.probes,
+            label="child",
+            interval=self.config.ready_interval,
+            timeout=self.config.probe_timeout,
+        )
+
+    def _ready(self, probes: str | None) -> None:
+        pid = self.child.pid if self.child is not None else None
+        self.records.ready(pid or 0)
+        log.info("child_ready", pid=pid, probe=probes)
 
     def _wait(self) -> str:
         """Run until something ends the wait; return what it was."""
@@ -154,7 +191,9 @@ class Sidecar:
     def _on_event(self, event: Event) -> None:
         if self.watcher.handle(event):
             return
-        if event[0] == "signal" and event[1] in _HOLD_SIGNALS:
+        if event[0] == "ready":
+            self._ready(", ".join(map(str, self.probes)))
+        elif event[0] == "signal" and event[1] in _HOLD_SIGNALS:
             self._on_stop_signal(event[1])
         else:
             forward(self.child, event)
@@ -221,21 +260,52 @@ class Sidecar:
             forward(self.child, event)
 
     def _stop(self, child: Child, why: str) -> None:
-        stop_signal = self.config.stop_signal
+        config = self.config
+        actions = [f"POST {url}" for url in config.stop_http]
+        if config.stop_command:
+            actions.append(shlex.join(config.stop_command))
+        if config.stop_signal is not None:
+            actions.append(signal_name(config.stop_signal))
         log.info(
             "stop_requested",
             why=why,
             pid=child.pid,
-            signal=signal_name(stop_signal),
-            grace_period=self.config.grace_period,
+            actions=actions,
+            grace_period=config.grace_period,
         )
         self.loop.stop(
             child,
-            lambda: child.signal_group(stop_signal),
-            self.config.grace_period,
+            lambda: self._request_stop(child),
+            config.grace_period,
             lambda event: forward(child, event),
         )
         log.info("child_exited", before_completion=False, **describe_exit(child))
+        helper = self.stop_helper
+        if helper is not None:
+            if helper.running:
+                helper.signal_group(signal.SIGKILL)
+                self.loop.run_until(
+                    lambda: not helper.running, lambda _e: None, deadline=time.monotonic() + 5
+                )
+            if not helper.running:
+                log.info("stop_command_exited", pid=helper.pid, exit_code=helper.code)
+
+    def _request_stop(self, child: Child) -> None:
+        """Ask for the stop in the documented order: HTTP calls, command, signal."""
+        config = self.config
+        if config.stop_http:
+            post_all(
+                config.stop_http,
+                min(HTTP_TIMEOUT, max(config.grace_period, 0.1)),
+                event="stop_http_sent",
+            )
+        if config.stop_command:
+            try:
+                self.stop_helper = self.loop.spawn(config.stop_command)
+            except CommandError as exc:
+                log.warning("stop_command_failed", error=str(exc))
+        if config.stop_signal is not None:
+            child.signal_group(config.stop_signal)
 
     def _exit_code(self, child: Child | None) -> int:
         policy = self.config.exit_code

@@ -1,0 +1,172 @@
+"""Readiness probes and HTTP calls: is the sidecar ready, is the proxy up, please quit.
+
+A probe is checked in a helper thread, never in the loop: each attempt has its
+own timeout, attempts repeat every interval, and the thread only posts
+``("ready", label)`` on the loop's queue when every probe of its set has passed.
+The loop decides what a probe that never passes means (``--ready-timeout``);
+nothing here can hang a role.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from supervisor import log
+from supervisor.signals import start_thread
+
+if TYPE_CHECKING:
+    from supervisor.process import Loop
+
+MAX_BODY = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Probe:
+    kind: str  # "http", "tcp", "command" or "file"
+    target: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.target}"
+
+
+def http_request(method: str, url: str, timeout: float) -> int:
+    """Send one request; return the status code. Raises OSError on failure."""
+    import http.client  # noqa: PLC0415 - only runs with probes or quit calls load it
+
+    parts = urlsplit(url)
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout)
+    else:
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    try:
+        connection.request(method, path, headers={"User-Agent": "sidecar-supervisor"})
+        response = connection.getresponse()
+        response.read(MAX_BODY)
+    except http.client.HTTPException as exc:
+        raise OSError(f"bad HTTP answer: {exc!r}") from exc
+    finally:
+        connection.close()
+    return response.status
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT``; ValueError otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def check(probe: Probe, timeout: float, loop: Loop | None = None) -> tuple[bool, str]:
+    """One attempt: (passed, what happened)."""
+    try:
+        if probe.kind == "http":
+            status = http_request("GET", probe.target, timeout)
+            return 200 <= status < 300, f"HTTP {status}"
+        if probe.kind == "tcp":
+            host, port = split_host_port(probe.target)
+            with socket.create_connection((host, port), timeout=timeout):
+                return True, "connected"
+        if probe.kind == "file":
+            return os.path.lexists(probe.target), "exists" if os.path.lexists(
+                probe.target
+            ) else "absent"
+        if probe.kind == "command":
+            assert loop is not None, "command probes need the loop to reap them"
+            return _run_command(loop, probe.target, timeout)
+    except (OSError, ValueError) as exc:
+        return False, str(exc) or type(exc).__name__
+    raise ValueError(f"unknown probe kind {probe.kind!r}")
+
+
+def _run_command(loop: Loop, command: str, timeout: float) -> tuple[bool, str]:
+    from supervisor.process import CommandError  # noqa: PLC0415 - avoids an import cycle
+
+    try:
+        child = loop.spawn(shlex.split(command))
+    except CommandError as exc:
+        return False, str(exc)
+    if not child.exited.wait(timeout):
+        child.signal_group(9)
+        child.exited.wait(timeout)
+        return False, f"timed out after {timeout} s"
+    return child.code == 0, f"exit status {child.code}"
+
+
+def start_prober(
+    loop: Loop,
+    probes: tuple[Probe, ...],
+    *,
+    label: str,
+    interval: float,
+    timeout: float,
+) -> threading.Event:
+    """Check ``probes`` in order until each passes, then post ``("ready", label)``.
+
+    Returns an event that stops the thread when set.
+    """
+    stop = threading.Event()
+
+    def run() -> None:
+        for probe in probes:
+            announced = False
+            while not stop.is_set():
+                passed, detail = check(probe, timeout, loop)
+                if passed:
+                    log.debug("probe_passed", probe=str(probe), detail=detail)
+                    break
+                if not announced:
+                    log.info("waiting_for_probe", probe=str(probe), last=detail)
+                    announced = True
+                stop.wait(interval)
+        if not stop.is_set():
+            loop.post("ready", label)
+
+    start_thread(run, name=f"probe-{label}")
+    return stop
+
+
+def post_all(urls: tuple[str, ...], timeout: float, event: str) -> list[threading.Thread]:
+    """POST every URL, each in its own thread with its own timeout; log each answer."""
+
+    def post(url: str) -> None:
+        started = time.monotonic()
+        try:
+            status = http_request("POST", url, timeout)
+        except OSError as exc:
+            log.warning(event, url=url, error=str(exc) or type(exc).__name__)
+            return
+        log.info(
+            event, url=url, status=status, elapsed_ms=round((time.monotonic() - started) * 1000, 1)
+        )
+
+    return [start_thread(lambda url=url: post(url), name=f"post-{url}") for url in urls]  # type: ignore[misc]
+
+
+def join_all(threads: list[threading.Thread], timeout: float) -> None:
+    """Wait for the POSTs, each at most ``timeout``; a hanging one is abandoned."""
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            log.warning("http_call_abandoned", thread=thread.name, timeout=timeout)
+
+
+def file_probe(path: Path) -> Probe:
+    return Probe("file", str(path))
