@@ -98,6 +98,18 @@ def text(value: str) -> str:
     return value
 
 
+def regex(value: str) -> str:
+    import re  # noqa: PLC0415
+
+    if not value:
+        raise ValueError("must not be empty")
+    try:
+        re.compile(value)
+    except (re.error, OverflowError, RecursionError) as exc:
+        raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
+    return value
+
+
 def http_url(value: str) -> str:
     from urllib.parse import urlsplit  # noqa: PLC0415 - only URL flags need it
 
@@ -241,7 +253,8 @@ SIDECAR = (
         "--wait-for",
         container_name,
         (),
-        "containers whose completion ends this sidecar (default: main, unless --marker is given)",
+        "containers whose completion ends this sidecar (default: main, unless --marker or "
+        "--watch-process is given)",
         repeat=True,
         metavar="NAME",
     ),
@@ -258,6 +271,20 @@ SIDECAR = (
         "a file whose appearance also counts as completion",
         repeat=True,
         metavar="PATH",
+    ),
+    Option(
+        "--watch-process",
+        regex,
+        None,
+        "completion = exit of the process whose command line matches (shared PID namespace)",
+        metavar="REGEX",
+    ),
+    Option(
+        "--process-timeout",
+        duration,
+        60.0,
+        "seconds to wait for --watch-process to appear; then it counts as a failed completion",
+        metavar="S",
     ),
     Option(
         "--stop-on",
@@ -432,6 +459,8 @@ class SidecarConfig:
     wait_for: tuple[str, ...] = ("main",)
     wait_mode: str = "all"
     marker: tuple[Path, ...] = ()
+    watch_process: str | None = None
+    process_timeout: float = 60.0
     stop_on: str = "exit"
     stop_delay: float = 0.0
     stop_signal: int | None = int(signal.SIGTERM)
@@ -526,7 +555,7 @@ def resolve(
         values["command"] = argv_command
         values["name"] = values["name"] or command
     if command == "sidecar":
-        if not values["wait_for"] and not values["marker"]:
+        if not values["wait_for"] and not values["marker"] and not values["watch_process"]:
             values["wait_for"] = ("main",)
         if values["name"] in values["wait_for"]:
             raise UsageError(f"--wait-for: a sidecar cannot wait for itself ({values['name']!r})")

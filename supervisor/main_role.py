@@ -13,6 +13,7 @@ import signal
 import time
 
 from supervisor import log
+from supervisor.cgroup import OomWatch
 from supervisor.config import MainConfig
 from supervisor.markers import marker_path
 from supervisor.probes import Probe, file_probe, join_all, post_all, start_prober
@@ -64,6 +65,8 @@ def _run(config: MainConfig, loop: Loop) -> int:
         records.done(exc.exit_code, None, exc.reason)
         _quit(config, failed=True)
         return _exit(config, exc.exit_code, f"COMMAND could not start: {exc}")
+    oom = OomWatch()
+    oom.child_started()
     log.info("child_started", pid=child.pid, command=list(config.command), attempt=records.attempt)
 
     def relay(event: Event) -> None:
@@ -72,8 +75,9 @@ def _run(config: MainConfig, loop: Loop) -> int:
     for event in early_signals:
         relay(event)
     loop.run_until(lambda: not child.running, relay)
-    records.done(child.exit_code, child.signal, child.reason)
-    log.info("child_exited", **describe_exit(child))
+    reason = oom.reason(child)
+    records.done(child.exit_code, child.signal, reason)
+    log.info("child_exited", reason=reason, **describe_exit(child))
     _quit(config, failed=child.code != 0)
 
     if child.group_alive:

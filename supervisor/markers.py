@@ -162,9 +162,13 @@ def parse_done(snapshot: Snapshot) -> DoneRecord:
         return DoneRecord(exit_code=None, problem="is neither empty, an integer nor JSON")
     if not isinstance(obj, dict):
         return DoneRecord(exit_code=None, problem="is JSON but not an object")
+    exit_code, signal = obj.get("exit_code"), obj.get("signal")
+    for key, value in (("exit_code", exit_code), ("signal", signal)):
+        if value is not None and _int_or_none(value) is None:
+            return DoneRecord(exit_code=None, problem=f"has a {key} that is not an integer")
     return DoneRecord(
-        exit_code=_int_or_none(obj.get("exit_code")),
-        signal=_int_or_none(obj.get("signal")),
+        exit_code=_int_or_none(exit_code),
+        signal=_int_or_none(signal),
         reason=obj["reason"] if isinstance(obj.get("reason"), str) else None,
         attempt=_int_or_none(obj.get("attempt")),
     )

@@ -18,8 +18,9 @@ import threading
 import time
 
 from supervisor import log
+from supervisor.cgroup import OomWatch
 from supervisor.config import SidecarConfig
-from supervisor.probes import Probe, post_all, start_prober
+from supervisor.probes import Probe, join_all, post_all, start_prober
 from supervisor.process import (
     Child,
     CommandError,
@@ -78,6 +79,8 @@ class Sidecar:
             markers=config.marker,
             mode=config.wait_mode,
             stop_on_success=config.stop_on == "success",
+            process=config.watch_process,
+            process_timeout=config.process_timeout,
         )
         self.child: Child | None = None
         self.hold_until: float | None = None
@@ -88,6 +91,7 @@ class Sidecar:
         self.probes = readiness_probes(config)
         self.prober: threading.Event | None = None
         self.stop_helper: Child | None = None
+        self.oom = OomWatch()
 
     # --- the phases -----------------------------------------------------------
 
@@ -125,6 +129,7 @@ class Sidecar:
 
     def _start_child(self) -> None:
         self.child = self.loop.spawn(self.config.command)
+        self.oom.child_started()
         self.restart_at = None
         log.info(
             "child_started",
@@ -215,13 +220,13 @@ class Sidecar:
         """The child ended before completion: plan a restart, or say there is none."""
         child = self.child
         if child is not None and not child.running:
-            log.info("child_exited", before_completion=True, **describe_exit(child))
+            reason = self.oom.reason(child)
+            log.info("child_exited", before_completion=True, reason=reason, **describe_exit(child))
             policy = self.config.restart
             if policy == "never" or (policy == "on-failure" and child.code == 0):
                 return False
             if time.monotonic() - child.started >= STABLE_RUN:
                 self.failures = 0
-            reason = child.reason
         else:
             reason = "StartFailed"
         delay = backoff_delay(self.failures)
@@ -236,7 +241,7 @@ class Sidecar:
         child = self.child
         if why == "child_exited":
             assert child is not None
-            self.records.done(child.exit_code, child.signal, child.reason)
+            self.records.done(child.exit_code, child.signal, self.oom.reason(child))
             return self._exit(child.code, f"COMMAND exited on its own with status {child.code}")
         if child is not None and why == "completed" and self.config.stop_delay > 0:
             log.info("stop_delayed", stop_delay=self.config.stop_delay)
@@ -294,11 +299,9 @@ class Sidecar:
         """Ask for the stop in the documented order: HTTP calls, command, signal."""
         config = self.config
         if config.stop_http:
-            post_all(
-                config.stop_http,
-                min(HTTP_TIMEOUT, max(config.grace_period, 0.1)),
-                event="stop_http_sent",
-            )
+            # The calls go first and are answered (or time out) before the signal.
+            timeout = min(HTTP_TIMEOUT, max(config.grace_period, 0.1))
+            join_all(post_all(config.stop_http, timeout, event="stop_http_sent"), timeout)
         if config.stop_command:
             try:
                 self.stop_helper = self.loop.spawn(config.stop_command)

@@ -18,6 +18,7 @@ Every source only wakes the loop; ``CompletionWatcher.check`` decides.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,12 +62,14 @@ class Completion:
 
 @dataclass
 class _Target:
-    label: str  # container name or marker path, for the logs
-    done: Path
+    label: str  # container name, marker path or process pattern, for the logs
+    done: Path | None = None  # None for --watch-process
     started: Path | None = None  # None for --marker paths
     lock: Path | None = None
+    process: str | None = None  # the --watch-process pattern
     completion: Completion | None = None
     lock_thread: bool = False
+    process_watch: threading.Event | None = None
     ignored: set[Any] = field(default_factory=set)  # failures seen under --stop-on success
 
 
@@ -82,6 +85,8 @@ class CompletionWatcher:
         markers: tuple[Path, ...] = (),
         mode: str = "all",
         stop_on_success: bool = False,
+        process: str | None = None,
+        process_timeout: float = 60.0,
     ) -> None:
         self.loop = loop
         self.directory = directory
@@ -96,6 +101,9 @@ class CompletionWatcher:
             )
             for name in names
         ] + [_Target(label=str(m), done=m) for m in markers]
+        if process is not None:
+            self.targets.append(_Target(label=f"process /{process}/", process=process))
+        self.process_timeout = process_timeout
         self._fs_stop: threading.Event | None = None
         self._fs_paths: tuple[Path, ...] = ()
 
@@ -118,33 +126,44 @@ class CompletionWatcher:
         self._arrange_file_watcher()
 
     def _check(self, target: _Target, woken_by: str) -> None:
+        if target.process is not None:
+            self._watch_process(target)
+            return
         if target.lock is not None and self._running(target):
             return
+        assert target.done is not None
         snapshot = read_marker(target.done)
-        problem = None
         if snapshot.exists:
-            identity: Any = ("done", snapshot.identity)
             record = parse_done(snapshot)
-            problem = record.problem
-            completion = self._from_record(target, record)
-        elif target.started is not None and target.started.exists():
+            if record.problem is not None and ("done", snapshot.identity) not in target.ignored:
+                log.warning(
+                    "marker_invalid",
+                    path=str(target.done),
+                    problem=record.problem,
+                    treated_as="completion with unknown exit code",
+                )
+            self._decide(
+                target, self._from_record(target, record), ("done", snapshot.identity), woken_by
+            )
+        elif (
+            target.started is not None
+            and target.lock is not None
+            and target.started.exists()
+            and target.lock.exists()  # a lock that was never taken cannot be released
+        ):
             if self._running(target):  # a new attempt took the lock meanwhile
                 return
-            identity = ("died", _identity(target.started))
             completion = Completion(
                 target.label, "lock", None, failed=True, reason="DiedWithoutRecord"
             )
-        else:
-            return
+            self._decide(target, completion, ("died", _identity(target.started)), woken_by)
+
+    def _decide(
+        self, target: _Target, completion: Completion, identity: Any, woken_by: str
+    ) -> None:
+        """Accept a completion, or ignore a failure once under ``--stop-on success``."""
         if identity in target.ignored:
             return
-        if problem is not None:
-            log.warning(
-                "marker_invalid",
-                path=str(target.done),
-                problem=problem,
-                treated_as="completion with unknown exit code",
-            )
         if completion.failed and self.stop_on_success:
             target.ignored.add(identity)
             log.info(
@@ -165,6 +184,29 @@ class CompletionWatcher:
             reason=completion.reason,
             woken_by=woken_by,
         )
+
+    def _watch_process(self, target: _Target) -> None:
+        if target.process_watch is None:
+            from supervisor.procwatch import start_process_watch  # noqa: PLC0415
+
+            assert target.process is not None
+            target.process_watch = start_process_watch(
+                self.loop, target.process, label=target.label, appear_timeout=self.process_timeout
+            )
+
+    def process_event(self, label: str, what: str, pid: int | None) -> None:
+        for target in self.targets:
+            if target.label != label or target.completion is not None:
+                continue
+            target.process_watch = None
+            if what == "exited":
+                completion = Completion(label, "process", None, failed=False, reason="Exited")
+            else:
+                completion = Completion(
+                    label, "process", None, failed=True, reason="ProcessNeverAppeared"
+                )
+            self._decide(target, completion, (what, pid, time.monotonic()), woken_by="process")
+        self.check(woken_by="process")  # an ignored failure starts a new watch
 
     @staticmethod
     def _from_record(target: _Target, record: DoneRecord) -> Completion:
@@ -195,11 +237,15 @@ class CompletionWatcher:
     # --- the file watcher -----------------------------------------------------
 
     def _arrange_file_watcher(self) -> None:
-        pending = [t for t in self.targets if t.completion is None and not t.lock_thread]
+        pending = [
+            t.done
+            for t in self.targets
+            if t.completion is None and not t.lock_thread and t.done is not None
+        ]
         if self.satisfied or not pending:
             self._stop_file_watcher()
             return
-        folders = {t.done.parent for t in pending}
+        folders = {done.parent for done in pending}
         paths = tuple(sorted(p for p in folders if p.is_dir()))
         if paths == self._fs_paths and self._fs_stop is not None:
             return
@@ -248,6 +294,9 @@ class CompletionWatcher:
 
     def close(self) -> None:
         self._stop_file_watcher()
+        for target in self.targets:
+            if target.process_watch is not None:
+                target.process_watch.set()
 
     def handle(self, event: tuple[Any, ...]) -> bool:
         """Take a watcher event off the loop; False if the event is not ours."""
@@ -260,6 +309,8 @@ class CompletionWatcher:
             self.check(woken_by="rescan")
         elif kind == "watch_failed":
             self.watch_failed(event[1])
+        elif kind == "process":
+            self.process_event(event[1], event[2], event[3])
         else:
             return False
         return True

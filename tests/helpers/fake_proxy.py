@@ -27,7 +27,7 @@ def main() -> int:
     ready_requests = 0
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, format: str, *values: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *values: object) -> None:
             print(f"{self.command} {self.path}", flush=True)
 
         def answer(self, status: int) -> None:
@@ -35,7 +35,7 @@ def main() -> int:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             nonlocal ready_requests
             if self.path == "/hang":
                 time.sleep(3600)
@@ -45,7 +45,7 @@ def main() -> int:
                 return
             self.answer(404)
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             if self.path == "/hang":
                 time.sleep(3600)
             if self.path in ("/quitquitquit", "/shutdown"):
