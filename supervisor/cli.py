@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from supervisor import __version__, log
 from supervisor.config import (
     OPTIONS,
+    DemoConfig,
     DoneConfig,
     MainConfig,
     Option,
@@ -63,6 +64,10 @@ COMMANDS = {
         "show what every container's markers say",
         f"{PROG} status [OPTIONS] [--json]",
     ),
+    "demo": (
+        "run the seed's Job on this machine, no cluster needed",
+        f"{PROG} demo [--without-supervisor]",
+    ),
 }
 
 
@@ -106,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                 kwargs["metavar"] = option.metavar
             if option.repeat:
                 kwargs["action"] = "append"
+            if option.switch:
+                kwargs["action"] = "store_const"
+                kwargs["const"] = True
             sub.add_argument(option.flag, **kwargs)
-        if name == "status":
-            sub.add_argument("--json", action="store_true", help="print JSON for machines")
         if name in ("sidecar", "main"):
             sub.add_argument("argv_command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
@@ -155,6 +161,12 @@ def _dispatch(config: Any) -> int:
         from supervisor import main_role  # noqa: PLC0415
 
         return main_role.run(config)
+    if isinstance(config, DemoConfig):
+        from supervisor.demo import run_demo  # noqa: PLC0415
+
+        return run_demo(
+            with_supervisor=not config.without_supervisor, task_seconds=config.task_seconds
+        )
     log.configure(config.log_format, config.log_level, role=type(config).__name__)
     from supervisor import status  # noqa: PLC0415
 

@@ -152,6 +152,15 @@ def stop_signal(text: str) -> int | None:
     return signal_number(text)
 
 
+def boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not a yes/no value (1, true, yes or 0, false, no)")
+
+
 def path(value: str) -> Path:
     if not value or "\0" in value:
         raise ValueError(f"{value!r} is not a path")
@@ -169,6 +178,7 @@ class Option:
     help: str
     repeat: bool = False
     metavar: str | None = None
+    switch: bool = False  # a flag without a value; its variable takes 1/true/yes or 0/false/no
 
     @property
     def dest(self) -> str:
@@ -436,13 +446,31 @@ DONE = (
     Option("--reason", text, "Completed", "reason to record", metavar="TEXT"),
 )
 
-STATUS: tuple[Option, ...] = ()
+STATUS = (Option("--json", boolean, False, "print JSON for machines", switch=True),)
+
+DEMO = (
+    Option(
+        "--without-supervisor",
+        boolean,
+        False,
+        "run the same pair bare, to see the Job that cannot complete",
+        switch=True,
+    ),
+    Option(
+        "--task-seconds",
+        positive_duration,
+        1.0,
+        "how long each of the main's tasks takes",
+        metavar="S",
+    ),
+)
 
 OPTIONS: dict[str, tuple[Option, ...]] = {
     "sidecar": COMMON + SIDECAR,
     "main": COMMON + MAIN,
     "done": COMMON + DONE,
     "status": COMMON + STATUS,
+    "demo": DEMO,
 }
 
 
@@ -519,7 +547,13 @@ class StatusConfig:
     log_level: str = "info"
 
 
-Config = SidecarConfig | MainConfig | DoneConfig | StatusConfig
+@dataclass(frozen=True)
+class DemoConfig:
+    without_supervisor: bool = False
+    task_seconds: float = 1.0
+
+
+Config = SidecarConfig | MainConfig | DoneConfig | StatusConfig | DemoConfig
 
 
 def _value(option: Option, given: Any, env: Mapping[str, str]) -> Any:
@@ -528,6 +562,8 @@ def _value(option: Option, given: Any, env: Mapping[str, str]) -> Any:
         if given is not None and given != []:
             if option.repeat:
                 return tuple(option.parse(item) for item in given)
+            if option.switch:
+                return bool(given)
             return option.parse(given)
         raw = env.get(option.env, "")
         if raw:
@@ -570,4 +606,6 @@ def resolve(
     if command == "done":
         values["name"] = values["name"] or "main"
         return DoneConfig(**values)
-    return StatusConfig(json=bool(given.get("json")), **values)
+    if command == "demo":
+        return DemoConfig(**values)
+    return StatusConfig(**values)

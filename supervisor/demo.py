@@ -1,0 +1,301 @@
+"""``sidecar-supervisor demo``: the Job that cannot complete, run on this machine.
+
+Two "containers" share a temporary directory as their emptyDir: a main that
+does five tasks and exits 0, and a sidecar that collects logs forever. With the
+supervisor, the sidecar stops the moment the main has finished and the "Job"
+succeeds; with ``--without-supervisor`` the sidecar keeps running after the
+main has exited, which on a cluster leaves the Job hanging. Each container
+runs in its own PID namespace where the machine allows it. Every process and
+the temporary directory are cleaned up, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+MAIN_SCRIPT = (
+    'echo "main container is starting..."; '
+    'for i in 1 2 3 4 5; do echo "main container is doing task $i/5"; sleep {task}; done; '
+    'echo "main container completed its tasks and exits"'
+)
+SIDECAR_SCRIPT = (
+    'echo "sidecar container is starting..."; '
+    'while true; do echo "sidecar container is collecting logs..."; sleep {tick}; done'
+)
+COLOURS = {"main": "\033[36m", "sidecar": "\033[35m"}
+RESET, DIM, BOLD = "\033[0m", "\033[2m", "\033[1m"
+# Supervisor events worth showing in the demo, with the fields that tell the story.
+SHOWN_EVENTS = {
+    "child_started": ("pid",),
+    "child_ready": (),
+    "completion_detected": ("target", "source", "exit_code"),
+    "stop_requested": ("actions",),
+    "child_exited": ("exit_code", "signal"),
+    "supervisor_exiting": ("exit_code",),
+}
+
+
+@dataclass
+class Container:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    ended: float | None = None
+    events: dict[str, float] = field(default_factory=dict)  # event -> wall-clock time
+
+    @property
+    def exit_code(self) -> int | None:
+        if self.proc is None or self.proc.returncode is None:
+            return None
+        code = self.proc.returncode
+        return 128 - code if code < 0 else code
+
+
+def namespace_prefix() -> list[str]:
+    """``unshare`` so that each container's process is PID 1 of its own namespace."""
+    if shutil.which("unshare") is None:
+        return []
+    candidates = [["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]]
+    if os.geteuid() != 0:
+        candidates = [["unshare", "--user", "--map-root-user", *candidates[0][1:]]]
+    for prefix in candidates:
+        try:
+            probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return prefix
+    return []
+
+
+class Demo:
+    def __init__(self, *, with_supervisor: bool, task_seconds: float, out: TextIO) -> None:
+        self.with_supervisor = with_supervisor
+        self.task_seconds = task_seconds
+        self.out = out
+        self.colour = out.isatty()
+        self.lines: queue.SimpleQueue[tuple[str, str, bool]] = queue.SimpleQueue()
+        self.dir = Path(tempfile.mkdtemp(prefix="sidecar-supervisor-demo-"))
+        self.prefix = namespace_prefix()
+        self.containers = [
+            Container("sidecar", self._argv("sidecar", SIDECAR_SCRIPT.format(tick=task_seconds))),
+            Container("main", self._argv("main", MAIN_SCRIPT.format(task=task_seconds))),
+        ]
+        self.readers: list[threading.Thread] = []
+
+    def _argv(self, role: str, script: str) -> list[str]:
+        command = ["sh", "-c", script]
+        if not self.with_supervisor:
+            return [*self.prefix, *command]
+        wrapper = [sys.executable, "-m", "supervisor", role, "--dir", str(self.dir)]
+        wrapper += ["--name", role, "--log-format", "json", "--termination-log", os.devnull]
+        return [*self.prefix, *wrapper, "--", *command]
+
+    # --- output -----------------------------------------------------------------
+
+    def say(self, text: str, style: str = "") -> None:
+        if self.colour and style:
+            text = f"{style}{text}{RESET}"
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def _show(self, name: str, line: str, from_supervisor: bool) -> None:
+        label = f"{name:<8}|"
+        if self.colour:
+            label = f"{COLOURS[name]}{label}{RESET}"
+        if from_supervisor:
+            text = f"[supervisor] {line}"
+            line = f"{DIM}{text}{RESET}" if self.colour else text
+        self.out.write(f"{label} {line}\n")
+        self.out.flush()
+
+    def _read(self, container: Container, stream: IO[bytes], from_supervisor: bool) -> None:
+        for raw in stream:
+            text = raw.decode(errors="replace").rstrip("\n")
+            if from_supervisor:
+                text = self._render_event(container, text) or ""
+                if not text:
+                    continue
+            self.lines.put((container.name, text, from_supervisor))
+
+    def _render_event(self, container: Container, line: str) -> str | None:
+        try:
+            event: dict[str, Any] = json.loads(line)
+        except ValueError:
+            return line
+        name = event.get("event", "")
+        stamp = event.get("timestamp")
+        if isinstance(stamp, str):
+            with contextlib.suppress(ValueError):
+                container.events.setdefault(name, datetime.fromisoformat(stamp).timestamp())
+        if name not in SHOWN_EVENTS:
+            return None
+        fields = " ".join(
+            f"{key}={event[key]}" for key in SHOWN_EVENTS[name] if event.get(key) is not None
+        )
+        return f"{name} {fields}".rstrip()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                name, line, from_supervisor = self.lines.get_nowait()
+            except queue.Empty:
+                return
+            self._show(name, line, from_supervisor)
+
+    # --- running ----------------------------------------------------------------
+
+    def _start(self, container: Container) -> None:
+        container.proc = subprocess.Popen(
+            container.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        container.started = time.monotonic()
+        for stream, from_supervisor in (
+            (container.proc.stdout, False),
+            (container.proc.stderr, True),
+        ):
+            assert stream is not None  # PIPE was asked for
+            reader = threading.Thread(
+                target=self._read, args=(container, stream, from_supervisor), daemon=True
+            )
+            reader.start()
+            self.readers.append(reader)
+
+    def _pump_until(self, done: Any, deadline: float | None = None) -> bool:
+        """Show output until ``done()``; False if ``deadline`` came first."""
+        while not done():
+            if deadline is not None and time.monotonic() >= deadline:
+                self._drain()
+                return False
+            try:
+                name, line, from_supervisor = self.lines.get(timeout=0.05)
+            except queue.Empty:
+                pass
+            else:
+                self._show(name, line, from_supervisor)
+            for container in self.containers:
+                if container.ended is None and container.proc and container.proc.poll() is not None:
+                    container.ended = time.monotonic()
+        return True
+
+    def run(self) -> int:
+        sidecar, main = self.containers
+        mode = "with sidecar-supervisor" if self.with_supervisor else "WITHOUT sidecar-supervisor"
+        self.say(
+            f"The seed's Job, {mode}: a main that does 5 tasks and a sidecar that "
+            "collects logs forever.",
+            BOLD,
+        )
+        namespaces = "yes" if self.prefix else "no (unshare is not allowed here)"
+        self.say(
+            f"shared emptyDir: {self.dir}; each container in its own PID namespace: {namespaces}",
+            DIM,
+        )
+        self._start(sidecar)
+        if self.with_supervisor:
+            ready = self.dir / "sidecar.ready"
+            self._pump_until(ready.exists, time.monotonic() + 30)
+        self._start(main)
+        self._pump_until(lambda: main.ended is not None)
+        if self.with_supervisor:
+            self._pump_until(lambda: sidecar.ended is not None, time.monotonic() + 60)
+        else:
+            hold = max(3 * self.task_seconds, 1.0)
+            self._pump_until(lambda: sidecar.ended is not None, time.monotonic() + hold)
+        for reader in self.readers:
+            reader.join(timeout=1)
+        self._drain()
+        return self._summary()
+
+    def _summary(self) -> int:
+        sidecar, main = self.containers
+        self.say("")
+        self.say("summary", BOLD)
+        self.say(f"  {'container':<10} {'exit':>5} {'ran for':>9}")
+        for container in (main, sidecar):
+            code = "-" if container.exit_code is None else str(container.exit_code)
+            ran = (container.ended or time.monotonic()) - container.started
+            state = "" if container.ended is not None else "  still running"
+            self.say(f"  {container.name:<10} {code:>5} {ran:>7.2f} s{state}")
+        if sidecar.ended is None:
+            assert main.ended is not None
+            waited = time.monotonic() - main.ended
+            self.say(f"  the sidecar is still running {waited:.1f} s after the main exited.")
+            self.say(
+                "  Job: never completes. On a cluster the pod stays Running and the Job "
+                "hangs; the demo stops the sidecar now.",
+                BOLD,
+            )
+            return 0
+        stopped_after = self._stop_latency_ms()
+        if stopped_after is not None:
+            self.say(f"  the sidecar stopped {stopped_after:.1f} ms after the main completed.")
+        codes = [c.exit_code for c in self.containers]
+        verdict = "Succeeded" if all(code == 0 for code in codes) else "Failed"
+        self.say(
+            f"  Job: {verdict} (restartPolicy Never: every container exited "
+            f"{'0' if verdict == 'Succeeded' else 'but not all with 0'}).",
+            BOLD,
+        )
+        return 0 if verdict == "Succeeded" else 1
+
+    def _stop_latency_ms(self) -> float | None:
+        """From the main's COMMAND exit to the sidecar's, as both supervisors logged them."""
+        sidecar, main = self.containers
+        main_done = main.events.get("child_exited")
+        sidecar_done = sidecar.events.get("child_exited")
+        if main_done is None or sidecar_done is None:
+            return None
+        return max(0.0, (sidecar_done - main_done) * 1000)
+
+    def close(self) -> None:
+        """Stop every process of every container, then remove the shared dir."""
+        for container in self.containers:
+            proc = container.proc
+            if proc is None:
+                continue
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_demo(*, with_supervisor: bool, task_seconds: float = 1.0, out: TextIO = sys.stdout) -> int:
+    demo = Demo(with_supervisor=with_supervisor, task_seconds=task_seconds, out=out)
+
+    def interrupted(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    try:
+        return demo.run()
+    except KeyboardInterrupt:
+        demo.say("\ninterrupted: stopping every container and removing the shared dir")
+        return 130
+    finally:
+        demo.close()
+        signal.signal(signal.SIGTERM, previous)
