@@ -1,0 +1,120 @@
+"""The README is tested: its commands run as written, and it documents every option."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from supervisor.config import OPTIONS
+from tests.support import SUPERVISOR, TIMEOUT
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def shell_lines() -> list[str]:
+    """Every command line of the README's ``sh`` blocks, comments dropped."""
+    lines = []
+    for block in re.findall(r"```sh\n(.*?)```", README, re.S):
+        lines += [ln for ln in block.splitlines() if ln.strip() and not ln.startswith("#")]
+    return lines
+
+
+def test_every_option_and_variable_is_documented() -> None:
+    missing = [
+        name
+        for options in OPTIONS.values()
+        for option in options
+        for name in (option.flag, option.env)
+        if f"`{name}" not in README
+    ]
+    assert not missing
+
+
+def test_the_two_set_up_commands_are_the_documented_ones() -> None:
+    lines = shell_lines()
+    demo = (
+        "python3 -m venv .venv && .venv/bin/pip install -q . && .venv/bin/sidecar-supervisor demo"
+    )
+    tests = (
+        "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' "
+        "&& .venv/bin/python -m pytest"
+    )
+    assert demo in lines
+    assert tests in lines
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert tests in ci.splitlines()
+
+
+def test_the_by_hand_example_runs_as_written(tmp_path: Path) -> None:
+    """The two-terminal example: the sidecar stops when the main is done, status shows both."""
+    by_hand = [ln for ln in shell_lines() if "--dir /tmp/pod" in ln]
+    assert len(by_hand) == 3
+    pod = tmp_path / "pod"
+
+    def argv(line: str) -> list[str]:
+        line = line.replace("/tmp/pod", str(pod))  # noqa: S108 - the README's path, replaced.replace("sleep 1", "sleep 0.1")
+        words = line.split(" ", 2)
+        assert words[0] == ".venv/bin/sidecar-supervisor"
+        return [*SUPERVISOR, words[1], *split_rest(words[2])]
+
+    sidecar = subprocess.Popen(argv(by_hand[0]), stdout=subprocess.PIPE, text=True)
+    try:
+        assert sidecar.stdout is not None
+        assert sidecar.stdout.readline().strip() == "collecting logs"
+        main = subprocess.run(
+            argv(by_hand[1]), capture_output=True, text=True, timeout=TIMEOUT, check=False
+        )
+        assert main.returncode == 0
+        assert main.stdout.splitlines()[-1] == "task 5/5"
+        assert sidecar.wait(TIMEOUT) == 0
+    finally:
+        if sidecar.poll() is None:
+            sidecar.kill()
+            sidecar.wait()
+        if sidecar.stdout is not None:
+            sidecar.stdout.close()
+    status = subprocess.run(
+        argv(by_hand[2]), capture_output=True, text=True, timeout=TIMEOUT, check=True
+    )
+    rows = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[1:]}
+    assert rows == {"main": "done", "sidecar": "done"}
+
+
+def split_rest(rest: str) -> list[str]:
+    return shlex.split(rest)
+
+
+@pytest.mark.slow
+def test_the_first_command_installs_and_runs_the_demo(tmp_path: Path) -> None:
+    """Run the README's first command as written, in a fresh copy of the project."""
+    project = tmp_path / "project"
+    shutil.copytree(
+        ROOT,
+        project,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "*.egg-info", "__pycache__", ".*_cache", "build", "results"
+        ),
+    )
+    command = next(ln for ln in shell_lines() if ln.endswith("sidecar-supervisor demo"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_SUPERVISOR_")}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    result = subprocess.run(
+        ["bash", "-c", command],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Job: Succeeded" in result.stdout
