@@ -84,6 +84,7 @@ class Sidecar:
         )
         self.child: Child | None = None
         self.hold_until: float | None = None
+        self._deadline: float | None = None
         self.stop_signal_received = False
         self.restart_at: float | None = None
         self.failures = 0
@@ -160,11 +161,11 @@ class Sidecar:
     def _wait(self) -> str:
         """Run until something ends the wait; return what it was."""
         while True:
-            deadlines = [d for d in (self.hold_until, self.restart_at) if d is not None]
+            self._deadline = self._next_deadline()
             self.loop.run_until(
                 self._wait_over,
                 self._on_event,
-                deadline=min(deadlines) if deadlines else None,
+                deadline=self._deadline,
                 tick=self.config.poll_interval,
             )
             if self.watcher.satisfied:
@@ -186,11 +187,16 @@ class Sidecar:
                     )
                     self._schedule_restart()
 
+    def _next_deadline(self) -> float | None:
+        deadlines = [d for d in (self.hold_until, self.restart_at) if d is not None]
+        return min(deadlines) if deadlines else None
+
     def _wait_over(self) -> bool:
         return (
             self.watcher.satisfied
             or self.stop_signal_received
             or (self.child is not None and not self.child.running)
+            or self._next_deadline() != self._deadline  # a hold began: wait with its deadline
         )
 
     def _on_event(self, event: Event) -> None:
