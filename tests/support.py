@@ -166,6 +166,12 @@ class Container:
         return found[0]
 
     def close(self) -> None:
+        # Everything the container started, even what left its session, dies first:
+        # a survivor holding our stdout would keep the reader thread waiting.
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for proc in psutil.Process(self.proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -179,3 +185,18 @@ class Container:
 def read_json(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def kill_leftovers(container: Container, *pids: int) -> None:
+    """After a failed test: kill what a supervisor outside a namespace may have left.
+
+    Everything it started, and ``pids`` (orphans it should have stopped): a survivor
+    holding the container's stdout would keep ``Container.close`` waiting for it.
+    """
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for proc in psutil.Process(container.proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
