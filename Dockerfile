@@ -1,0 +1,80 @@
+# syntax=docker/dockerfile:1
+#
+# The sidecar-supervisor image: the tool on a slim Python, run as a non-root user.
+#
+#   docker build -t registry.example/sidecar-supervisor:0.1.0 .
+#
+# Use it as it is (the examples in examples/ do: command/args or compose
+# `command` choose the role), or as a base layer for your own helper:
+#
+#   FROM registry.example/sidecar-supervisor:0.1.0
+#   COPY my-helper /usr/local/bin/my-helper
+#   CMD ["sidecar", "--", "my-helper"]
+#
+# ENTRYPOINT is the tool itself, so CMD (Kubernetes: args) is only the role,
+# its options and the COMMAND after `--`. The base image is pinned to a
+# patch release; pin it by digest too (python:3.11.13-slim-bookworm@sha256:...)
+# where reproducible builds matter.
+
+ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+
+# --- build: a wheel of the tool, and wheels of its dependencies ---------------
+FROM ${PYTHON_IMAGE} AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /src
+# .dockerignore lets only these into the build context.
+COPY pyproject.toml README.md ./
+COPY supervisor/ supervisor/
+RUN pip wheel --wheel-dir /wheels .
+
+# --- final: the wheels installed, nothing else from the build ----------------
+FROM ${PYTHON_IMAGE}
+
+# PYTHONDONTWRITEBYTECODE: the non-root user cannot write beside the installed
+# modules anyway, and pip already compiled them at install time (start-up time
+# is part of the product). PYTHONUNBUFFERED: the supervisor's JSON log lines
+# reach `kubectl logs` as they happen.
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+
+# The wheels come from the build stage through a bind mount (BuildKit), so
+# they never land in a layer; --no-index: nothing is fetched that the build
+# did not make.
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    pip install --no-index /wheels/*.whl \
+    && groupadd --gid 10001 supervisor \
+    && useradd --uid 10001 --gid 10001 --no-log-init --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin supervisor \
+    && install -d -o 10001 -g 10001 -m 0775 /run/sidecar-supervisor
+
+# /run/sidecar-supervisor, the default --dir, is made above and owned by the
+# user: a compose named volume mounted there starts with this owner, and a
+# container without a volume still works. In Kubernetes, mount an emptyDir
+# there in every container of the pod. (No VOLUME: it would give every
+# container an anonymous volume of its own and freeze the path for images
+# built FROM this one.)
+
+# A number, so Kubernetes' runAsNonRoot can check it.
+USER 10001:10001
+
+# SIGTERM is Docker's default too; it is written down because the
+# supervisor's shutdown rests on it and images built FROM this one inherit it.
+# The kubelet (at pod deletion) and `docker stop` send it to every container
+# at once. In the main role the supervisor forwards it to COMMAND's process
+# group; in the sidecar role it starts the --term-hold: the helper stays up
+# until the main containers have completed (as native sidecars are stopped
+# only after the mains), then it is stopped and the supervisor exits 0.
+# Another stop signal would only be forwarded to the helper. For a main that
+# may take long to stop, give the pod a terminationGracePeriodSeconds
+# (compose: stop_grace_period) above --term-hold + --grace-period (25 + 10 s
+# by default), or the runtime's SIGKILL comes first.
+STOPSIGNAL SIGTERM
+
+ENTRYPOINT ["sidecar-supervisor"]
+CMD ["--help"]
