@@ -32,6 +32,7 @@ from supervisor.errors import LockBusyError
 
 MAX_MARKER_BYTES = 64 * 1024
 FILE_MODE = 0o644
+DIR_MODE = 0o755  # every container, whatever its user, reads the shared dir
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 KINDS = ("started", "ready", "done", "lock")
 
@@ -164,17 +165,17 @@ def parse_done(snapshot: Snapshot) -> DoneRecord:
         return DoneRecord(exit_code=None, problem="is JSON but not an object")
     exit_code, signal = obj.get("exit_code"), obj.get("signal")
     for key, value in (("exit_code", exit_code), ("signal", signal)):
-        if value is not None and _int_or_none(value) is None:
+        if value is not None and int_or_none(value) is None:
             return DoneRecord(exit_code=None, problem=f"has a {key} that is not an integer")
     return DoneRecord(
-        exit_code=_int_or_none(exit_code),
-        signal=_int_or_none(signal),
+        exit_code=int_or_none(exit_code),
+        signal=int_or_none(signal),
         reason=obj["reason"] if isinstance(obj.get("reason"), str) else None,
-        attempt=_int_or_none(obj.get("attempt")),
+        attempt=int_or_none(obj.get("attempt")),
     )
 
 
-def _int_or_none(value: object) -> int | None:
+def int_or_none(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value if -(2**31) <= value < 2**31 else None
@@ -211,6 +212,10 @@ class OwnLock:
         """
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(self.path, flags, FILE_MODE)
+        # Peers of other users must be able to open it; one another user made
+        # is not ours to change, and still locks.
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, FILE_MODE)
         deadline = time.monotonic() + patience
         while True:
             try:
@@ -236,21 +241,32 @@ class OwnLock:
         return self._fd is not None
 
 
-def lock_is_held(path: Path) -> bool:
-    """True while some wrapper holds ``path`` (probed with a shared, non-blocking lock)."""
+def lock_state(path: Path) -> str:
+    """``held`` while some wrapper holds ``path``, ``free``, ``absent``, or ``unreadable``.
+
+    Probed with a shared, non-blocking lock that is dropped at once. A lock we
+    cannot open is ``unreadable``: nothing can be concluded from it.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return "absent"
     except OSError:
-        return False
+        return "unreadable"
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
+        return "held"
     except OSError:
-        return False
+        return "unreadable"
     finally:
         os.close(fd)  # also drops our shared lock at once
-    return False
+    return "free"
+
+
+def lock_is_held(path: Path) -> bool:
+    """True while some wrapper holds ``path``."""
+    return lock_state(path) == "held"
 
 
 def wait_lock_released(path: Path) -> None:

@@ -263,6 +263,6 @@ def describe_exit(child: Child) -> dict[str, Any]:
 
 def forward(child: Child | None, event: Event) -> None:
     """Relay a signal event to the child's process group, if there is a child."""
-    if event[0] == "signal" and child is not None and child.running:
+    if event[0] == "signal" and child is not None and (child.running or child.group_alive):
         log.debug("signal_forwarded", signal=signal_name(event[1]), pid=child.pid)
         child.signal_group(event[1])

@@ -13,7 +13,9 @@ from typing import Any
 
 from supervisor import log
 from supervisor.markers import (
+    DIR_MODE,
     OwnLock,
+    int_or_none,
     iso,
     marker_path,
     now,
@@ -39,7 +41,9 @@ class OwnRecords:
     def prepare(self) -> None:
         """Create the shared dir if needed and take the lock (LockBusyError if taken)."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            if not self.directory.exists():
+                self.directory.mkdir(parents=True, exist_ok=True)
+                os.chmod(self.directory, DIR_MODE)  # whatever the umask
             self.lock.acquire()
         except OSError as exc:
             log.error(
@@ -52,8 +56,9 @@ class OwnRecords:
     def begin_attempt(self) -> None:
         """Remove a stale ``.done`` and write ``.started`` with the next attempt number."""
         previous = read_json(self.path("started"))
-        if previous is not None and isinstance(previous.get("attempt"), int):
-            self.attempt = max(1, previous["attempt"] + 1)
+        last = int_or_none(previous.get("attempt")) if previous is not None else None
+        if last is not None:
+            self.attempt = max(1, last + 1)
         try:
             remove(self.path("done"))
             remove(self.path("ready"))

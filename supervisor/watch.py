@@ -26,7 +26,7 @@ from typing import Any
 from supervisor import log
 from supervisor.markers import (
     DoneRecord,
-    lock_is_held,
+    lock_state,
     marker_path,
     parse_done,
     read_marker,
@@ -215,7 +215,10 @@ class CompletionWatcher:
     def _running(self, target: _Target) -> bool:
         """True while the target's wrapper holds its lock; then a thread waits on it."""
         assert target.lock is not None
-        if not lock_is_held(target.lock):
+        state = lock_state(target.lock)
+        if state == "unreadable":
+            return True  # cannot tell; its .done will still be seen through files
+        if state != "held":
             return False
         if not target.lock_thread:
             target.lock_thread = True
