@@ -17,6 +17,10 @@
 # where reproducible builds matter.
 
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+# The bundle is built on a full (non-slim) image: PyInstaller, gcc, libc6-dev and
+# binutils. Its glibc is the oldest the bundle runs on: pick -bullseye (2.31) to
+# reach older images.
+ARG BUNDLE_IMAGE=python:3.11.13-bookworm
 
 # --- build: a wheel of the tool, and wheels of its dependencies ---------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -30,6 +34,19 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY supervisor/ supervisor/
 RUN pip wheel --wheel-dir /wheels .
+
+# --- bundle: the self-contained tool for sidecar images without Python --------
+FROM ${BUNDLE_IMAGE} AS bundle
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY supervisor/ supervisor/
+COPY bundle/ bundle/
+RUN pip install . pyinstaller==6.22.3 && python bundle/build.py --out /opt/sidecar-supervisor
 
 # --- final: the wheels installed, nothing else from the build ----------------
 FROM ${PYTHON_IMAGE}
@@ -52,6 +69,10 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     && useradd --uid 10001 --gid 10001 --no-log-init --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin supervisor \
     && install -d -o 10001 -g 10001 -m 0775 /run/sidecar-supervisor
+
+# The bundle, for `sidecar-supervisor copy DEST` in an init container: it puts
+# the tool on a shared emptyDir for sidecars whose images have no Python.
+COPY --from=bundle /opt/sidecar-supervisor /opt/sidecar-supervisor
 
 # /run/sidecar-supervisor, the default --dir, is made above and owned by the
 # user: a compose named volume mounted there starts with this owner, and a

@@ -16,8 +16,10 @@ from typing import Any, NoReturn
 from supervisor import __version__, log
 from supervisor.config import (
     OPTIONS,
+    CopyConfig,
     DemoConfig,
     DoneConfig,
+    InjectConfig,
     MainConfig,
     Option,
     SidecarConfig,
@@ -68,6 +70,14 @@ COMMANDS = {
         "run the seed's Job on this machine, no cluster needed",
         f"{PROG} demo [--without-supervisor]",
     ),
+    "inject": (
+        "rewrite a Job, CronJob or Pod manifest to use the supervisor (or native sidecars)",
+        f"{PROG} inject [-f FILE] [OPTIONS]",
+    ),
+    "copy": (
+        "copy the self-contained bundle into DEST (an init container's job); print its path",
+        f"{PROG} copy [OPTIONS] DEST",
+    ),
 }
 
 
@@ -114,9 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
             if option.switch:
                 kwargs["action"] = "store_const"
                 kwargs["const"] = True
-            sub.add_argument(option.flag, **kwargs)
+            flags = [option.short, option.flag] if option.short else [option.flag]
+            sub.add_argument(*flags, dest=option.dest, **kwargs)
         if name in ("sidecar", "main"):
             sub.add_argument("argv_command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        if name == "copy":
+            sub.add_argument("dest", nargs="?", metavar="DEST", help="the folder to copy into")
     return parser
 
 
@@ -167,6 +180,15 @@ def _dispatch(config: Any) -> int:
         return run_demo(
             with_supervisor=not config.without_supervisor, task_seconds=config.task_seconds
         )
+    if isinstance(config, InjectConfig):
+        from supervisor.inject import run_inject  # noqa: PLC0415
+
+        return run_inject(config)
+    if isinstance(config, CopyConfig):
+        log.configure(config.log_format, config.log_level, role="copy")
+        from supervisor.bundle import copy_bundle  # noqa: PLC0415
+
+        return copy_bundle(config)
     log.configure(config.log_format, config.log_level, role=type(config).__name__)
     from supervisor import status  # noqa: PLC0415
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supervisor import __version__
 from supervisor.errors import UsageError
 from supervisor.log import FORMATS, LEVELS
 from supervisor.markers import valid_name
@@ -161,6 +162,19 @@ def boolean(value: str) -> bool:
     raise ValueError(f"{value!r} is not a yes/no value (1, true, yes or 0, false, no)")
 
 
+def entrypoint(text: str) -> tuple[str, tuple[str, ...]]:
+    """``NAME=/path/to/cmd [ARG...]``: the entrypoint of container NAME's image."""
+    import shlex  # noqa: PLC0415
+
+    name, sep, command = text.partition("=")
+    if not sep or not name or not command.strip():
+        raise ValueError(f"{text!r} is not NAME=/path/to/cmd")
+    try:
+        return name, tuple(shlex.split(command))
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
+
+
 def path(value: str) -> Path:
     if not value or "\0" in value:
         raise ValueError(f"{value!r} is not a path")
@@ -179,6 +193,7 @@ class Option:
     repeat: bool = False
     metavar: str | None = None
     switch: bool = False  # a flag without a value; its variable takes 1/true/yes or 0/false/no
+    short: str | None = None  # a one-letter alias, like -f
 
     @property
     def dest(self) -> str:
@@ -465,12 +480,66 @@ DEMO = (
     ),
 )
 
+COPY = (
+    Option(
+        "--bundle",
+        path,
+        None,
+        "the bundle folder to copy (default: the running bundle, else /opt/sidecar-supervisor)",
+        metavar="PATH",
+    ),
+)
+
+INJECT = (
+    Option(
+        "--file",
+        path,
+        Path("-"),
+        "the manifest to read; - for standard input",
+        metavar="FILE",
+        short="-f",
+    ),
+    Option(
+        "--main",
+        container_name,
+        (),
+        "a main container (default: the annotation sidecar-supervisor/mains, else the first "
+        "container)",
+        repeat=True,
+        metavar="NAME",
+    ),
+    Option(
+        "--image",
+        text,
+        f"sidecar-supervisor:{__version__}",
+        "the image that carries the bundle, for the init container that copies it",
+        metavar="IMAGE",
+    ),
+    Option(
+        "--native",
+        boolean,
+        False,
+        "rewrite for native sidecars (Kubernetes 1.29+) instead of wrapping",
+        switch=True,
+    ),
+    Option(
+        "--entrypoint",
+        entrypoint,
+        (),
+        "the command of a container that has none in the manifest",
+        repeat=True,
+        metavar="NAME=CMD",
+    ),
+)
+
 OPTIONS: dict[str, tuple[Option, ...]] = {
     "sidecar": COMMON + SIDECAR,
     "main": COMMON + MAIN,
     "done": COMMON + DONE,
     "status": COMMON + STATUS,
     "demo": DEMO,
+    "inject": INJECT,
+    "copy": tuple(option for option in COMMON if option.flag != "--dir") + COPY,
 }
 
 
@@ -548,12 +617,31 @@ class StatusConfig:
 
 
 @dataclass(frozen=True)
+class InjectConfig:
+    file: Path = Path("-")
+    main: tuple[str, ...] = ()
+    image: str = f"sidecar-supervisor:{__version__}"
+    native: bool = False
+    entrypoint: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     without_supervisor: bool = False
     task_seconds: float = 1.0
 
 
-Config = SidecarConfig | MainConfig | DoneConfig | StatusConfig | DemoConfig
+@dataclass(frozen=True)
+class CopyConfig:
+    dest: Path
+    bundle: Path | None = None
+    log_format: str = "auto"
+    log_level: str = "info"
+
+
+Config = (
+    SidecarConfig | MainConfig | DoneConfig | StatusConfig | DemoConfig | InjectConfig | CopyConfig
+)
 
 
 def _value(option: Option, given: Any, env: Mapping[str, str]) -> Any:
@@ -608,4 +696,15 @@ def resolve(
         return DoneConfig(**values)
     if command == "demo":
         return DemoConfig(**values)
+    if command == "inject":
+        return InjectConfig(**values)
+    if command == "copy":
+        dest = given.get("dest")
+        if not dest:
+            raise UsageError("copy: no DEST given; name the folder to copy the bundle into")
+        try:
+            values["dest"] = path(dest)
+        except ValueError as exc:
+            raise UsageError(f"copy: DEST: {exc}") from None
+        return CopyConfig(**values)
     return StatusConfig(**values)

@@ -102,7 +102,13 @@ class Demo:
         command = ["sh", "-c", script]
         if not self.with_supervisor:
             return [*self.prefix, *command]
-        wrapper = [sys.executable, "-m", "supervisor", role, "--dir", str(self.dir)]
+        # Inside the self-contained bundle, the executable is the tool itself.
+        tool = (
+            [sys.executable]
+            if getattr(sys, "frozen", False)
+            else [sys.executable, "-m", "supervisor"]
+        )
+        wrapper = [*tool, role, "--dir", str(self.dir)]
         wrapper += ["--name", role, "--log-format", "json", "--termination-log", os.devnull]
         return [*self.prefix, *wrapper, "--", *command]
 

@@ -261,9 +261,9 @@ class CompletionWatcher:
         loop = self.loop
 
         def watch() -> None:
-            import watchfiles  # noqa: PLC0415 - only sidecars that wait for files need it
-
             try:
+                import watchfiles  # noqa: PLC0415 - only sidecars that wait for files need it
+
                 for _changes in watchfiles.watch(
                     *paths,
                     watch_filter=None,

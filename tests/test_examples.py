@@ -102,7 +102,7 @@ def test_versions_span_1_25_to_the_newest() -> None:
     versions = kubernetes_versions()
     assert versions[0] == "1.25"
     assert minor(versions[-1]) >= (1, 33)  # native sidecars are GA there
-    assert len(MANIFESTS) == 6
+    assert len(MANIFESTS) == 7
 
 
 @pytest.mark.parametrize(("name", "version"), validation_cases())
@@ -235,8 +235,10 @@ def test_dockerfile_shape() -> None:
     text = (ROOT / "Dockerfile").read_text()
     instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
     froms = [line for line in instructions if line.startswith("FROM ")]
-    assert len(froms) == 2
+    assert len(froms) == 3
     assert "AS builder" in froms[0]
+    assert "AS bundle" in froms[1]  # the self-contained bundle, built on a full image
+    assert "COPY --from=bundle /opt/sidecar-supervisor /opt/sidecar-supervisor" in instructions
     base = re.search(r"ARG PYTHON_IMAGE=(\S+)", text)
     assert base
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base.group(1)), "pin the patch release"
@@ -489,7 +491,32 @@ def test_compose_stack_ends_by_itself(tmp_path: Path) -> None:
     assert outcome.leftovers == []
 
 
+def test_bundle_job_copies_the_tool_then_completes(tmp_path: Path) -> None:
+    """The init container publishes the bundle; both containers run it from the volume."""
+    bundle = tmp_path / "image-bundle"
+    bundle.mkdir()
+    program = bundle / "sidecar-supervisor"
+    program.write_text("#!/bin/sh\nexit 0\n")  # the runner runs the installed tool instead
+    program.chmod(0o755)
+    outcome = run_pod(
+        load("job-bundle.yaml"),
+        tmp_path / "pod",
+        substitutions=FAST,
+        env={"sidecar-supervisor-copy": {"SIDECAR_SUPERVISOR_BUNDLE": str(bundle)}},
+    )
+    assert outcome.phase == "Succeeded", outcome
+    assert outcome.exit_codes == {
+        "sidecar-supervisor-copy": 0,
+        "main-container-1": 0,
+        "sidecar-container-1": 0,
+    }
+    copy = outcome["sidecar-supervisor-copy"]
+    assert copy.output[-1].endswith("/sidecar-supervisor/sidecar-supervisor")
+    assert outcome.leftovers == []
+
+
 RUNS = {
+    "job-bundle.yaml": test_bundle_job_copies_the_tool_then_completes,
     "job-cannot-complete.yaml": test_cannot_complete_keeps_running_after_the_main_exits,
     "job-fixed.yaml": test_fixed_job_completes,
     "job-log-shipper.yaml": test_log_shipper_ships_the_last_line,
