@@ -2,12 +2,14 @@
 
 1. Take ``NAME.lock``. If the awaited containers have already completed (a
    restarted sidecar container), exit 0 at once without starting COMMAND.
-2. Write ``NAME.started``, start COMMAND, write ``NAME.ready``.
+2. Write ``NAME.started``, start COMMAND, write ``NAME.ready`` when its
+   readiness probes pass (at once without probes).
 3. Wait for completion (see ``watch``). Meanwhile: signals are forwarded,
    except SIGTERM/SIGINT, which start the ``--term-hold``; a child that exits
    early is restarted per ``--restart`` with exponential backoff.
-4. Stop: ``--stop-delay``, the stop signal to the group, ``--grace-period``,
-   SIGKILL to the group; write ``NAME.done``; exit per ``--exit-code``.
+4. Stop: ``--stop-delay``; the ``--stop-http`` calls, the ``--stop-command``
+   and the stop signal to the group; ``--grace-period``; SIGKILL to the group;
+   write ``NAME.done``; exit per ``--exit-code``.
 """
 
 from __future__ import annotations

@@ -21,15 +21,17 @@ from supervisor.config import (
     MainConfig,
     SidecarConfig,
     StatusConfig,
+    resolve,
+)
+from supervisor.errors import UsageError
+from supervisor.markers import valid_name
+from supervisor.values import (
     container_name,
     duration,
     exit_status,
     positive_duration,
-    resolve,
     signal_number,
 )
-from supervisor.errors import UsageError
-from supervisor.markers import valid_name
 
 COMMAND = ("fluent-bit", "-c", "/etc/fb.conf")
 PREFIX = "SIDECAR_SUPERVISOR_"
