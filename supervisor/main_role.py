@@ -57,14 +57,14 @@ def _run(config: MainConfig, loop: Loop) -> int:
         code, reason, summary = gate
         records.done(code, None, reason)
         _quit(config, failed=True)
-        return _exit(config, code, summary)
+        return _exit(config, loop, code, summary)
     try:
         child = loop.spawn(config.command)
     except CommandError as exc:
         log.error("child_start_failed", command=list(config.command), error=str(exc))
         records.done(exc.exit_code, None, exc.reason)
         _quit(config, failed=True)
-        return _exit(config, exc.exit_code, f"COMMAND could not start: {exc}")
+        return _exit(config, loop, exc.exit_code, f"COMMAND could not start: {exc}")
     oom = OomWatch()
     oom.child_started()
     log.info("child_started", pid=child.pid, command=list(config.command), attempt=records.attempt)
@@ -88,7 +88,7 @@ def _run(config: MainConfig, loop: Loop) -> int:
             grace_period=config.grace_period,
         )
         loop.stop(child, lambda: child.signal_group(signal.SIGTERM), config.grace_period, relay)
-    return _exit(config, child.code, f"COMMAND exited with status {child.code}")
+    return _exit(config, loop, child.code, f"COMMAND exited with status {child.code}")
 
 
 def _wait_for_gates(
@@ -152,5 +152,6 @@ def _quit(config: MainConfig, *, failed: bool) -> None:
     join_all(post_all(config.quit_http, QUIT_TIMEOUT, event="quit_http_sent"), QUIT_TIMEOUT)
 
 
-def _exit(config: MainConfig, code: int, summary: str) -> int:
+def _exit(config: MainConfig, loop: Loop, code: int, summary: str) -> int:
+    loop.kill_strays(lambda _event: None)
     return exiting(config.termination_log, f"{config.name} (main): {summary}", code)

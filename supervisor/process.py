@@ -9,6 +9,7 @@ rest to the role.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import queue
@@ -251,6 +252,41 @@ class Loop:
         child.signal_group(signal.SIGKILL)
         if not self.wait_group_gone(child, handle, time.monotonic() + KILL_WAIT):
             log.error("process_group_survived_sigkill", pid=child.pid)
+
+    def kill_strays(self, handle: Callable[[Event], None]) -> None:
+        """SIGKILL what is still our child at exit: descendants that left COMMAND's
+        group (``setsid``) and were re-parented to us. As PID 1 the kernel would
+        kill them with the namespace; as a subreaper they would outlive us."""
+        strays = children_of_self()
+        if not strays:
+            return
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        log.warning("stray_processes_killed", pids=strays)
+        deadline = time.monotonic() + KILL_WAIT
+        while children_of_self() and time.monotonic() < deadline:
+            self.run_until(
+                lambda: False, handle, min(deadline, time.monotonic() + GROUP_POLL_INTERVAL)
+            )
+            self.reap()
+
+
+def children_of_self() -> list[int]:
+    """Our live children, from /proc (every thread's list, since a child is its
+    creating thread's)."""
+    pids: list[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/children") as listing:
+                pids += [int(pid) for pid in listing.read().split()]
+        except (OSError, ValueError):
+            continue
+    return sorted(set(pids))
 
 
 def describe_exit(child: Child) -> dict[str, Any]:

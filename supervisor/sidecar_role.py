@@ -336,6 +336,7 @@ class Sidecar:
         return [t.label for t in self.watcher.targets]
 
     def _exit(self, code: int, summary: str) -> int:
+        self.loop.kill_strays(lambda _event: None)
         return exiting(
             self.config.termination_log, f"{self.config.name} (sidecar): {summary}", code
         )

@@ -340,3 +340,23 @@ def test_leftover_grandchild_is_stopped(
     except BaseException:
         kill_leftovers(main, grandchild)
         raise
+
+
+@pytest.mark.parametrize("role", ["main", "sidecar"])
+def test_a_descendant_that_left_the_group_is_killed_at_exit(
+    start: StartContainer, shared: Path, role: str
+) -> None:
+    """Outside a PID namespace nothing else would stop a `setsid` daemon the child left."""
+    pidfile = shared.parent / "stray.pid"
+    script = f"setsid sleep 600 & echo $! > {pidfile}; echo started"
+    if role == "sidecar":
+        script += "; sleep 600"
+    container = start(role, "--dir", shared, "--", "sh", "-c", script, namespace=False)
+    container.expect("started")
+    stray = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip()))
+    assert psutil.pid_exists(stray)  # alive while the supervisor runs
+    if role == "sidecar":
+        (shared / "main.done").write_text("0")
+    assert container.wait() == 0
+    assert not psutil.pid_exists(stray) or psutil.Process(stray).status() == psutil.STATUS_ZOMBIE
+    assert container.event("stray_processes_killed")["pids"] == [stray]
