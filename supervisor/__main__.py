@@ -1,5 +1,3 @@
-import sys
+from supervisor.cli import run
 
-from supervisor.cli import main
-
-sys.exit(main())
+run()

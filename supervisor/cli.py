@@ -8,6 +8,7 @@ that cannot be executed or found.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -139,6 +140,20 @@ def _split(argv: list[str]) -> tuple[list[str], tuple[str, ...]]:
         at = argv.index("--")
         return argv[:at], tuple(argv[at + 1 :])
     return argv, ()
+
+
+def run() -> NoReturn:
+    """The console script: ``main()``, then exit without tearing the interpreter down.
+
+    A supervisor has nothing to clean up once ``main`` returns (every child is
+    reaped, every record written); skipping the interpreter's teardown saves
+    tens of milliseconds of CPU just when the sidecar is reacting to the main.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,34 +11,41 @@ from __future__ import annotations
 
 import signal
 import time
+from typing import TYPE_CHECKING
 
 from supervisor import log
 from supervisor.cgroup import OomWatch
 from supervisor.config import MainConfig
 from supervisor.markers import marker_path
-from supervisor.probes import Probe, file_probe, join_all, post_all, start_prober
 from supervisor.process import (
     CommandError,
     Event,
     Loop,
-    become_subreaper,
     describe_exit,
     forward,
 )
 from supervisor.records import OwnRecords, exiting
 from supervisor.signals import captured, signal_name
 
+if TYPE_CHECKING:
+    from supervisor.probes import Probe
+
 QUIT_TIMEOUT = 5.0  # each --quit-http call
 
 
 def run(config: MainConfig) -> int:
     loop = Loop()
-    with captured(loop.events):
-        return _run(config, loop)
+    try:
+        with captured(loop.events, loop.wakeup_fd):
+            return _run(config, loop)
+    finally:
+        loop.close()
 
 
 def gate_probes(config: MainConfig) -> tuple[Probe, ...]:
     """What must be ready before COMMAND starts, checked in this order."""
+    from supervisor.probes import Probe, file_probe  # noqa: PLC0415 - only gates need them
+
     return (
         *(file_probe(marker_path(config.dir, name, "ready")) for name in config.wait_ready),
         *(Probe("tcp", target) for target in config.wait_tcp),
@@ -47,7 +54,6 @@ def gate_probes(config: MainConfig) -> tuple[Probe, ...]:
 
 
 def _run(config: MainConfig, loop: Loop) -> int:
-    become_subreaper()
     records = OwnRecords(config.dir, config.name)
     records.prepare()
     records.begin_attempt()
@@ -115,6 +121,8 @@ def _wait_for_gates(
             early_signals.append(event)
 
     log.info("waiting_for_gates", gates=[str(p) for p in probes], timeout=config.ready_timeout)
+    from supervisor.probes import start_prober  # noqa: PLC0415
+
     prober = start_prober(
         loop, probes, label="gates", interval=config.ready_interval, timeout=config.probe_timeout
     )
@@ -149,6 +157,8 @@ def _quit(config: MainConfig, *, failed: bool) -> None:
     if failed and config.stop_on == "success":
         log.info("quit_skipped", why="--stop-on success and COMMAND failed")
         return
+    from supervisor.probes import join_all, post_all  # noqa: PLC0415
+
     join_all(post_all(config.quit_http, QUIT_TIMEOUT, event="quit_http_sent"), QUIT_TIMEOUT)
 
 

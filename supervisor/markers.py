@@ -24,9 +24,8 @@ import os
 import re
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from supervisor.errors import LockBusyError
 
@@ -88,8 +87,7 @@ def remove(path: Path) -> None:
         os.unlink(path)
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """What a marker file held when it was read, and how trustworthy it was."""
 
     exists: bool
@@ -128,8 +126,7 @@ def read_marker(path: Path) -> Snapshot:
         os.close(fd)
 
 
-@dataclass(frozen=True)
-class DoneRecord:
+class DoneRecord(NamedTuple):
     """A completion as readers understand it, whatever form the file had."""
 
     exit_code: int | None

@@ -10,14 +10,10 @@ nothing here can hang a role.
 from __future__ import annotations
 
 import os
-import shlex
-import socket
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, NamedTuple
 
 from supervisor import log
 from supervisor.signals import start_thread
@@ -28,8 +24,7 @@ if TYPE_CHECKING:
 MAX_BODY = 64 * 1024
 
 
-@dataclass(frozen=True)
-class Probe:
+class Probe(NamedTuple):
     kind: str  # "http", "tcp", "command" or "file"
     target: str
 
@@ -40,6 +35,7 @@ class Probe:
 def http_request(method: str, url: str, timeout: float) -> int:
     """Send one request; return the status code. Raises OSError on failure."""
     import http.client  # noqa: PLC0415 - only runs with probes or quit calls load it
+    from urllib.parse import urlsplit  # noqa: PLC0415
 
     parts = urlsplit(url)
     connection: http.client.HTTPConnection
@@ -81,6 +77,8 @@ def check(probe: Probe, timeout: float, loop: Loop | None = None) -> tuple[bool,
             return 200 <= status < 300, f"HTTP {status}"
         if probe.kind == "tcp":
             host, port = split_host_port(probe.target)
+            import socket  # noqa: PLC0415 - only TCP probes need it
+
             with socket.create_connection((host, port), timeout=timeout):
                 return True, "connected"
         if probe.kind == "file":
@@ -99,6 +97,8 @@ def _run_command(loop: Loop, command: str, timeout: float) -> tuple[bool, str]:
     from supervisor.process import CommandError  # noqa: PLC0415 - avoids an import cycle
 
     try:
+        import shlex  # noqa: PLC0415
+
         child = loop.spawn(shlex.split(command))
     except CommandError as exc:
         return False, str(exc)

@@ -10,14 +10,13 @@ rest to the role.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import queue
+import select
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor import log
@@ -49,15 +48,15 @@ def exit_code_of(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-@dataclass
 class Child:
     """COMMAND's process; its pid is also the id of its own process group."""
 
-    pid: int
-    argv: tuple[str, ...]
-    started: float = field(default_factory=time.monotonic)
-    status: int | None = None  # raw wait status once reaped
-    exited: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, pid: int, argv: tuple[str, ...]) -> None:
+        self.pid = pid
+        self.argv = argv
+        self.started = time.monotonic()
+        self.status: int | None = None  # raw wait status once reaped
+        self.exited = threading.Event()  # set by the reaper, for helper threads
 
     @property
     def running(self) -> bool:
@@ -132,6 +131,8 @@ def become_subreaper() -> bool:
     """Adopt orphaned descendants (PR_SET_CHILD_SUBREAPER) unless we are PID 1."""
     if os.getpid() == 1:
         return True
+    import ctypes  # noqa: PLC0415 - PID 1 (every container) never needs it
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
@@ -144,14 +145,45 @@ class Loop:
 
     def __init__(self) -> None:
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        # A byte here wakes the loop: from post() (helper threads) and from the
+        # kernel-level signal handler (signal.set_wakeup_fd, see signals.captured).
+        self._wake_r, self.wakeup_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.children: dict[int, Child] = {}
         self.orphans_reaped = 0
         # Helper threads spawn probe commands; spawning and registering under
         # this lock means the reaper never meets a child it does not know yet.
         self._children_lock = threading.Lock()
+        self._subreaper = False
 
     def post(self, *event: Any) -> None:
         self.events.put(tuple(event))
+        with contextlib.suppress(BlockingIOError):  # full: a wake-up is pending anyway
+            os.write(self.wakeup_fd, b"\0")
+
+    def _next(self, timeout: float | None) -> Event | None:
+        """The next event, or None after ``timeout`` or a wake-up with nothing queued.
+
+        Being a Python call, it lets pending signal handlers run first; a signal
+        that lands between the queue check and ``select`` has written its byte to
+        the pipe, so ``select`` returns at once and the next call finds it.
+        """
+        try:
+            return self.events.get_nowait()
+        except queue.Empty:
+            pass
+        select.select([self._wake_r], [], [], timeout)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 512):
+                pass
+        try:
+            return self.events.get_nowait()
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        for fd in (self._wake_r, self.wakeup_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def spawn(self, argv: Sequence[str]) -> Child:
         """Start a process whose exit this loop will reap; safe from any thread.
@@ -159,6 +191,9 @@ class Loop:
         A thread that started one waits on ``child.exited``; the loop in the
         main thread does the reaping.
         """
+        if not self._subreaper:
+            # Before the first child: one that exits at once may leave orphans.
+            self._subreaper = become_subreaper()
         with self._children_lock:
             child = spawn(argv)
             self.children[child.pid] = child
@@ -200,10 +235,10 @@ class Loop:
                 if remaining <= 0:
                     return False
                 timeout = remaining if timeout is None else min(timeout, remaining)
-            try:
-                event = self.events.get(timeout=timeout)
-            except queue.Empty:
-                if tick is not None:
+            started = time.monotonic()
+            event = self._next(timeout)
+            if event is None:
+                if tick is not None and time.monotonic() - started >= tick:
                     handle(("tick",))
                 continue
             if event == ("signal", signal.SIGCHLD):

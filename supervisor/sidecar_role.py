@@ -28,7 +28,6 @@ from supervisor.process import (
     CommandError,
     Event,
     Loop,
-    become_subreaper,
     describe_exit,
     forward,
 )
@@ -60,8 +59,11 @@ def readiness_probes(config: SidecarConfig) -> tuple[Probe, ...]:
 
 def run(config: SidecarConfig) -> int:
     loop = Loop()
-    with captured(loop.events):
-        return Sidecar(config, loop).run()
+    try:
+        with captured(loop.events, loop.wakeup_fd):
+            return Sidecar(config, loop).run()
+    finally:
+        loop.close()
 
 
 def backoff_delay(failures: int) -> float:
@@ -99,7 +101,6 @@ class Sidecar:
     # --- the phases -----------------------------------------------------------
 
     def run(self) -> int:
-        become_subreaper()
         self.records.prepare()
         try:
             self.watcher.check(woken_by="start")

@@ -49,14 +49,20 @@ def signal_name(signum: int) -> str:
 
 
 @contextlib.contextmanager
-def captured(events: queue.SimpleQueue[Any]) -> Iterator[None]:
-    """Put ``("signal", signum)`` on ``events`` for every caught signal."""
+def captured(events: queue.SimpleQueue[Any], wakeup_fd: int) -> Iterator[None]:
+    """Put ``("signal", signum)`` on ``events`` for every caught signal.
+
+    The kernel-level handler also writes a byte to ``wakeup_fd``, so a loop
+    blocked in ``select`` on it wakes up even when the signal arrived just
+    before it went to sleep (a blocking ``queue.get`` would miss that one).
+    """
 
     def handler(signum: int, _frame: object) -> None:
         # NO logging, waiting or killing here: just queue the signal.
         events.put(("signal", signum))
 
     previous: dict[int, Any] = {}
+    old_wakeup = signal.set_wakeup_fd(wakeup_fd, warn_on_full_buffer=False)
     try:
         for signum in sorted(CAUGHT):
             try:
@@ -67,6 +73,7 @@ def captured(events: queue.SimpleQueue[Any]) -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+        signal.set_wakeup_fd(old_wakeup)
 
 
 def start_thread(target: Callable[[], None], name: str) -> threading.Thread:

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from supervisor import log
 from supervisor.markers import (
@@ -42,8 +42,7 @@ WATCH_STEP_MS = 50
 WATCH_DEBOUNCE_MS = 200
 
 
-@dataclass(frozen=True)
-class Completion:
+class Completion(NamedTuple):
     """One awaited container (or marker path) has completed."""
 
     target: str
@@ -60,17 +59,28 @@ class Completion:
         return 1 if self.failed else 0
 
 
-@dataclass
 class _Target:
-    label: str  # container name, marker path or process pattern, for the logs
-    done: Path | None = None  # None for --watch-process
-    started: Path | None = None  # None for --marker paths
-    lock: Path | None = None
-    process: str | None = None  # the --watch-process pattern
-    completion: Completion | None = None
-    lock_thread: bool = False
-    process_watch: threading.Event | None = None
-    ignored: set[Any] = field(default_factory=set)  # failures seen under --stop-on success
+    """One awaited container, ``--marker`` path or ``--watch-process`` pattern."""
+
+    def __init__(
+        self,
+        label: str,  # container name, marker path or process pattern, for the logs
+        done: Path | None = None,  # None for --watch-process
+        started: Path | None = None,  # None for --marker paths
+        lock: Path | None = None,
+        process: str | None = None,  # the --watch-process pattern
+    ) -> None:
+        self.label = label
+        self.done = done
+        self.started = started
+        self.lock = lock
+        self.process = process
+        self.completion: Completion | None = None
+        self.lock_thread = False
+        self.process_watch: threading.Event | None = None
+        # The failure last ignored under --stop-on success (one record or one
+        # death), so that it is not reported again; a new one replaces it.
+        self.ignored: Any = None
 
 
 class CompletionWatcher:
@@ -135,7 +145,7 @@ class CompletionWatcher:
         snapshot = read_marker(target.done)
         if snapshot.exists:
             record = parse_done(snapshot)
-            if record.problem is not None and ("done", snapshot.identity) not in target.ignored:
+            if record.problem is not None and ("done", snapshot.identity) != target.ignored:
                 log.warning(
                     "marker_invalid",
                     path=str(target.done),
@@ -162,10 +172,10 @@ class CompletionWatcher:
         self, target: _Target, completion: Completion, identity: Any, woken_by: str
     ) -> None:
         """Accept a completion, or ignore a failure once under ``--stop-on success``."""
-        if identity in target.ignored:
+        if identity == target.ignored:
             return
         if completion.failed and self.stop_on_success:
-            target.ignored.add(identity)
+            target.ignored = identity
             log.info(
                 "completion_ignored",
                 target=target.label,
@@ -262,19 +272,7 @@ class CompletionWatcher:
 
         def watch() -> None:
             try:
-                import watchfiles  # noqa: PLC0415 - only sidecars that wait for files need it
-
-                for _changes in watchfiles.watch(
-                    *paths,
-                    watch_filter=None,
-                    debounce=WATCH_DEBOUNCE_MS,
-                    step=WATCH_STEP_MS,
-                    stop_event=stop,
-                    recursive=False,
-                    raise_interrupt=False,
-                    ignore_permission_denied=True,
-                ):
-                    loop.post("files")
+                _watch_files(paths, stop, lambda: loop.post("files"))
             except Exception as exc:  # noqa: BLE001 - any failure falls back on the rescan
                 loop.post("watch_failed", f"{type(exc).__name__}: {exc}")
 
@@ -325,3 +323,36 @@ def _identity(path: Path) -> Any:
     except OSError:
         return None
     return (info.st_dev, info.st_ino, info.st_mtime_ns)
+
+
+def _watch_files(
+    paths: tuple[Path, ...], stop: threading.Event, changed: Callable[[], None]
+) -> None:
+    """Call ``changed`` after each burst of file events in ``paths``, until ``stop``.
+
+    watchfiles' Rust watcher is used directly: its public ``watch()`` cannot say
+    when the inotify watches exist, and a file created while they are being set
+    up would wait for the rescan. Here ``changed`` is called once they exist.
+    """
+    try:
+        from watchfiles._rust_notify import RustNotify  # noqa: PLC0415 - sidecars that need it
+    except ImportError:  # a watchfiles without it: the public API, and the rescan
+        import watchfiles  # noqa: PLC0415
+
+        changed()
+        for _changes in watchfiles.watch(
+            *paths, watch_filter=None, debounce=WATCH_DEBOUNCE_MS, step=WATCH_STEP_MS,
+            stop_event=stop, recursive=False, raise_interrupt=False,
+            ignore_permission_denied=True,
+        ):  # fmt: skip
+            changed()
+        return
+    # (paths, debug, force_polling, poll_delay_ms, recursive, ignore_permission_denied)
+    with RustNotify([str(p) for p in paths], False, False, 300, False, True) as notify:
+        changed()  # whatever happened while the watches were being set up
+        while True:
+            result = notify.watch(WATCH_DEBOUNCE_MS, WATCH_STEP_MS, 5000, stop)
+            if result == "stop":
+                return
+            if isinstance(result, set):
+                changed()

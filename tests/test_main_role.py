@@ -7,6 +7,7 @@ what COMMAND leaves behind run it without a namespace instead.
 
 from __future__ import annotations
 
+import concurrent.futures
 import fcntl
 import json
 import os
@@ -25,6 +26,7 @@ from tests.support import (
     SUPERVISOR,
     TIMEOUT,
     Container,
+    can_unshare,
     kill_leftovers,
     read_json,
     wait_until,
@@ -348,15 +350,50 @@ def test_a_descendant_that_left_the_group_is_killed_at_exit(
 ) -> None:
     """Outside a PID namespace nothing else would stop a `setsid` daemon the child left."""
     pidfile = shared.parent / "stray.pid"
-    script = f"setsid sleep 600 & echo $! > {pidfile}; echo started"
+    # The stray has left the group once setsid has exec'd sleep.
+    script = (
+        "setsid sleep 600 & pid=$!; "
+        "until grep -qx sleep /proc/$pid/comm; do sleep 0.01; done; "
+        f"echo $pid > {pidfile}; echo started"
+    )
     if role == "sidecar":
         script += "; sleep 600"
     container = start(role, "--dir", shared, "--", "sh", "-c", script, namespace=False)
     container.expect("started")
     stray = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip()))
-    assert psutil.pid_exists(stray)  # alive while the supervisor runs
     if role == "sidecar":
+        assert psutil.pid_exists(stray)  # alive while the supervisor runs
         (shared / "main.done").write_text("0")
     assert container.wait() == 0
     assert not psutil.pid_exists(stray) or psutil.Process(stray).status() == psutil.STATUS_ZOMBIE
     assert container.event("stray_processes_killed")["pids"] == [stray]
+
+
+def test_a_command_that_exits_at_once_never_hangs_the_supervisor(shared: Path) -> None:
+    """SIGCHLD right as the loop goes to sleep: it must wake (a lost wake-up hung here)."""
+    prefix = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"] if can_unshare() else []
+
+    def once(attempt: int) -> tuple[int, int, str]:
+        result = subprocess.run(
+            [
+                *prefix,
+                *SUPERVISOR,
+                "main",
+                "--dir",
+                str(shared),
+                "--name",
+                f"m{attempt}",
+                "--",
+                "true",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        return attempt, result.returncode, result.stderr
+
+    # The race is narrow: many short runs, four at a time (load widens it).
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        failed = [r for r in pool.map(once, range(120)) if r[1] != 0]
+    assert not failed
