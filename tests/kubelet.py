@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import shlex
 import signal
-import subprocess
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -206,23 +203,7 @@ class RawContainer(Container):
     ) -> None:
         if not can_unshare():
             pytest.skip("unshare --pid --fork --mount-proc is not allowed here")
-        self.args = list(argv)
-        self.log_path = log_path
-        self.namespaced = True
-        full_env = {**os.environ, "SIDECAR_SUPERVISOR_LOG_FORMAT": "json", **(env or {})}
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in close()
-        self.proc = subprocess.Popen(
-            self.args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=full_env,
-            start_new_session=True,
-        )
-        self.lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self.output: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__(argv, log_path, env=env, argv=argv)
 
 
 def cgroup_container(args: Sequence[str], log_path: Path, cgroup: MemoryCgroup) -> Container:

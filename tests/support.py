@@ -69,19 +69,19 @@ class Container:
         *,
         namespace: bool = True,
         env: dict[str, str] | None = None,
+        argv: Sequence[str] | None = None,
     ) -> None:
+        """Run ``python -m supervisor ARGS``, or ``argv`` as it is when given."""
         self.args = list(args)
         self.log_path = log_path
-        self.namespaced = namespace and can_unshare()
-        prefix = (
-            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
-            if self.namespaced
-            else []
-        )
+        self.namespaced = namespace and (argv is not None or can_unshare())
+        if argv is None:
+            prefix = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+            argv = [*(prefix if self.namespaced else []), *SUPERVISOR, *self.args]
         full_env = {**os.environ, "SIDECAR_SUPERVISOR_LOG_FORMAT": "json", **(env or {})}
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [*prefix, *SUPERVISOR, *self.args],
+            list(argv),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log,
