@@ -185,10 +185,10 @@ def _dispatch(config: Any) -> int:
         if isinstance(config, SidecarConfig):
             from supervisor import sidecar_role  # noqa: PLC0415 - each role loads what it needs
 
-            return sidecar_role.run(config)
+            return sidecar_role.run(config, restore_signals=False)  # the process exits next
         from supervisor import main_role  # noqa: PLC0415
 
-        return main_role.run(config)
+        return main_role.run(config, restore_signals=False)
     if isinstance(config, DemoConfig):
         from supervisor.demo import run_demo  # noqa: PLC0415
 

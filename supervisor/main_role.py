@@ -23,9 +23,10 @@ from supervisor.process import (
     Loop,
     describe_exit,
     forward,
+    signal_loop,
 )
 from supervisor.records import OwnRecords, exiting
-from supervisor.signals import captured, signal_name
+from supervisor.signals import signal_name
 
 if TYPE_CHECKING:
     from supervisor.probes import Probe
@@ -33,13 +34,9 @@ if TYPE_CHECKING:
 QUIT_TIMEOUT = 5.0  # each --quit-http call
 
 
-def run(config: MainConfig) -> int:
-    loop = Loop()
-    try:
-        with captured(loop.events, loop.wakeup_fd):
-            return _run(config, loop)
-    finally:
-        loop.close()
+def run(config: MainConfig, *, restore_signals: bool = True) -> int:
+    with signal_loop(restore=restore_signals) as loop:
+        return _run(config, loop)
 
 
 def gate_probes(config: MainConfig) -> tuple[Probe, ...]:

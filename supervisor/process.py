@@ -16,12 +16,12 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from supervisor import log
 from supervisor.errors import SupervisorError
-from supervisor.signals import CHILD_DEFAULTS, signal_name
+from supervisor.signals import CHILD_DEFAULTS, captured, signal_name
 
 Event = tuple[Any, ...]
 _PR_SET_CHILD_SUBREAPER = 36
@@ -322,6 +322,18 @@ def children_of_self() -> list[int]:
         except (OSError, ValueError):
             continue
     return sorted(set(pids))
+
+
+@contextlib.contextmanager
+def signal_loop(*, restore: bool = True) -> Iterator[Loop]:
+    """A Loop that every caught signal reaches; see ``signals.captured`` for ``restore``."""
+    loop = Loop()
+    try:
+        with captured(loop.events, loop.wakeup_fd, restore=restore):
+            yield loop
+    finally:
+        if restore:  # otherwise the handlers still write to its wake-up pipe
+            loop.close()
 
 
 def describe_exit(child: Child) -> dict[str, Any]:

@@ -30,9 +30,10 @@ from supervisor.process import (
     Loop,
     describe_exit,
     forward,
+    signal_loop,
 )
 from supervisor.records import OwnRecords, exiting
-from supervisor.signals import captured, signal_name
+from supervisor.signals import signal_name
 from supervisor.watch import CompletionWatcher
 
 # Restart backoff: 1 s, doubling to 30 s; a run of STABLE_RUN seconds resets it.
@@ -57,13 +58,9 @@ def readiness_probes(config: SidecarConfig) -> tuple[Probe, ...]:
     return tuple(probes)
 
 
-def run(config: SidecarConfig) -> int:
-    loop = Loop()
-    try:
-        with captured(loop.events, loop.wakeup_fd):
-            return Sidecar(config, loop).run()
-    finally:
-        loop.close()
+def run(config: SidecarConfig, *, restore_signals: bool = True) -> int:
+    with signal_loop(restore=restore_signals) as loop:
+        return Sidecar(config, loop).run()
 
 
 def backoff_delay(failures: int) -> float:

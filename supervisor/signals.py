@@ -49,12 +49,18 @@ def signal_name(signum: int) -> str:
 
 
 @contextlib.contextmanager
-def captured(events: queue.SimpleQueue[Any], wakeup_fd: int) -> Iterator[None]:
+def captured(
+    events: queue.SimpleQueue[Any], wakeup_fd: int, *, restore: bool = True
+) -> Iterator[None]:
     """Put ``("signal", signum)`` on ``events`` for every caught signal.
 
     The kernel-level handler also writes a byte to ``wakeup_fd``, so a loop
     blocked in ``select`` on it wakes up even when the signal arrived just
     before it went to sleep (a blocking ``queue.get`` would miss that one).
+
+    ``restore=False`` leaves the handlers in place: for a process that exits
+    right after, where a signal's default action (a flood, a second SIGTERM)
+    would otherwise replace the exit status the supervisor chose.
     """
 
     def handler(signum: int, _frame: object) -> None:
@@ -71,9 +77,10 @@ def captured(events: queue.SimpleQueue[Any], wakeup_fd: int) -> Iterator[None]:
                 continue
         yield
     finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-        signal.set_wakeup_fd(old_wakeup)
+        if restore:
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+            signal.set_wakeup_fd(old_wakeup)
 
 
 def start_thread(target: Callable[[], None], name: str) -> threading.Thread:
