@@ -82,6 +82,23 @@ COMMANDS = {
 }
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter without ``shutil``: argparse makes one for every option
+    it adds, and importing shutil for the terminal's width costs milliseconds at
+    every start. The width comes from ``os`` instead."""
+
+    def __init__(
+        self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:  # fmt: skip
+        if width is None:
+            try:
+                width = os.get_terminal_size(sys.stderr.fileno()).columns - 2
+            except (OSError, ValueError):
+                width = 78  # not a terminal
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
@@ -102,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -114,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=summary,
             usage=usage,
             epilog=EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=_Formatter,
         )
         for option in options:
             kwargs: dict[str, Any] = {"help": _help(option), "default": None}
