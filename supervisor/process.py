@@ -51,9 +51,8 @@ def exit_code_of(status: int) -> int:
 class Child:
     """COMMAND's process; its pid is also the id of its own process group."""
 
-    def __init__(self, pid: int, argv: tuple[str, ...]) -> None:
+    def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.argv = argv
         self.started = time.monotonic()
         self.status: int | None = None  # raw wait status once reaped
         self.exited = threading.Event()  # set by the reaper, for helper threads
@@ -124,7 +123,7 @@ def spawn(argv: Sequence[str]) -> Child:
         raise CommandError(f"{argv[0]}: permission denied", 126, "NotExecutable") from exc
     except OSError as exc:
         raise CommandError(f"{argv[0]}: {exc.strerror}", 126, "NotExecutable") from exc
-    return Child(pid=pid, argv=tuple(argv))
+    return Child(pid)
 
 
 def become_subreaper() -> bool:
@@ -149,7 +148,6 @@ class Loop:
         # kernel-level signal handler (signal.set_wakeup_fd, see signals.captured).
         self._wake_r, self.wakeup_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.children: dict[int, Child] = {}
-        self.orphans_reaped = 0
         # Helper threads spawn probe commands; spawning and registering under
         # this lock means the reaper never meets a child it does not know yet.
         self._children_lock = threading.Lock()
@@ -210,11 +208,9 @@ class Loop:
                 return
             with self._children_lock:
                 child = self.children.pop(pid, None)
-            if child is not None:
+            if child is not None:  # else an adopted orphan: reaping it was the point
                 child.status = status
                 child.exited.set()
-            else:
-                self.orphans_reaped += 1
 
     def run_until(
         self,
