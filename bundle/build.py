@@ -105,8 +105,9 @@ def version() -> str:
 
 
 def supervisor_modules() -> list[str]:
-    found = pkgutil.iter_modules([str(ROOT / "supervisor")])
-    return ["supervisor", *sorted(f"supervisor.{m.name}" for m in found)]
+    """Every module of the package, subpackages included."""
+    found = pkgutil.walk_packages([str(ROOT / "supervisor")], prefix="supervisor.")
+    return ["supervisor", *sorted(m.name for m in found)]
 
 
 def run_pyinstaller(work: Path, *, strip: bool) -> Path:

@@ -93,7 +93,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     ) -> None:  # fmt: skip
         if width is None:
             try:
-                width = os.get_terminal_size(sys.stderr.fileno()).columns - 2
+                width = os.get_terminal_size(2).columns - 2
             except (OSError, ValueError):
                 width = 78  # not a terminal
         super().__init__(prog, indent_increment, max_help_position, width)
@@ -168,19 +168,46 @@ def run() -> NoReturn:
     """
     code = main()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.flush()
     os._exit(code)
 
 
+def open_standard_fds() -> None:
+    """Put /dev/null on a closed stdin, stdout or stderr.
+
+    A supervisor started with ``2>&-`` would otherwise hand fd 2 to the first
+    file it opens (its wake-up pipe, a record) and write its log into it.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                opened = os.open(os.devnull, os.O_RDWR)
+            except OSError:
+                return  # no /dev/null: nothing better to do
+            if opened != fd:  # a lower fd was free after all
+                os.close(opened)
+
+
+def say(line: str) -> None:
+    """One line on stderr, even when Python has no ``sys.stderr``."""
+    data = (line + "\n").encode(errors="backslashreplace")
+    with contextlib.suppress(OSError):
+        os.write(2, data)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    open_standard_fds()
     args_list = list(sys.argv[1:] if argv is None else argv)
     head, command = _split(args_list)
     parser = build_parser()
     try:
         args = parser.parse_args(head)
         if args.command is None:
-            parser.print_help(sys.stderr)
+            say(parser.format_help().rstrip("\n"))
             return 2
         given = vars(args)
         trailing = tuple(given.pop("argv_command", None) or ())
@@ -189,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = resolve(args.command, given, command or trailing, os.environ)
         return _dispatch(config)
     except SupervisorError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        say(f"{PROG}: error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -15,11 +15,10 @@ import os
 import signal
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 from supervisor import __version__
 from supervisor.errors import UsageError
-from supervisor.log import FORMATS, LEVELS
 from supervisor.values import (
     boolean,
     choice,
@@ -41,6 +40,21 @@ ENV_PREFIX = "SIDECAR_SUPERVISOR_"
 DEFAULT_DIR = "/run/sidecar-supervisor"
 
 
+WaitMode = Literal["all", "any"]
+StopOn = Literal["exit", "success"]
+RestartPolicy = Literal["never", "on-failure", "always"]
+ExitPolicy = Literal["zero", "child", "main"]
+OnReadyTimeout = Literal["fail", "start"]
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+Preset = Literal["istio", "linkerd", "cloud-sql-proxy"]
+
+
+def one_of(kind: Any) -> Callable[[str], str]:
+    """The value parser of a choice option, from its Literal type."""
+    return choice(*get_args(kind))
+
+
 def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
 
@@ -57,10 +71,11 @@ class Option(NamedTuple):
     metavar: str | None = None
     switch: bool = False  # a flag without a value; its variable takes 1/true/yes or 0/false/no
     short: str | None = None  # a one-letter alias, like -f
+    field: str | None = None  # the configuration's field, when not named after the flag
 
     @property
     def dest(self) -> str:
-        return self.flag.lstrip("-").replace("-", "_")
+        return self.field or self.flag.lstrip("-").replace("-", "_")
 
     @property
     def env(self) -> str:
@@ -76,9 +91,9 @@ COMMON = (
         metavar="DIR",
     ),
     Option(
-        "--log-format", choice(*FORMATS), "auto", "auto: readable on a TTY, JSON lines otherwise"
+        "--log-format", one_of(LogFormat), "auto", "auto: readable on a TTY, JSON lines otherwise"
     ),
-    Option("--log-level", choice(*LEVELS), "info", "least important events to log"),
+    Option("--log-level", one_of(LogLevel), "info", "least important events to log"),
 )
 
 NAME = Option(
@@ -112,7 +127,7 @@ AUTO_SIGNAL = -1  # TERM, unless an HTTP call or a command asks for the stop
 
 # Each proxy's own readiness and quit endpoints (see the README for the flags or
 # annotations that turn them on). Presets only fill what no flag or variable set.
-PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
+PRESETS: dict[Preset, dict[str, tuple[str, ...]]] = {
     "istio": {
         "wait_http": ("http://127.0.0.1:15021/healthz/ready",),
         "quit_http": ("http://127.0.0.1:15020/quitquitquit",),
@@ -148,7 +163,7 @@ SIDECAR = (
     ),
     Option(
         "--wait-mode",
-        choice("all", "any"),
+        one_of(WaitMode),
         "all",
         "stop when all of them have completed, or when any has",
     ),
@@ -176,7 +191,7 @@ SIDECAR = (
     ),
     Option(
         "--stop-on",
-        choice("exit", "success"),
+        one_of(StopOn),
         "exit",
         "success: a failed main does not stop the sidecar (restartPolicy: OnFailure)",
     ),
@@ -245,15 +260,16 @@ SIDECAR = (
     ),
     Option(
         "--restart",
-        choice("never", "on-failure", "always"),
+        one_of(RestartPolicy),
         "on-failure",
         "restart the child if it exits before completion",
     ),
     Option(
         "--exit-code",
-        choice("zero", "child", "main"),
+        one_of(ExitPolicy),
         "zero",
         "exit status after a stop the supervisor started",
+        field="exit_policy",
     ),
     POLL,
     TERMINATION_LOG,
@@ -288,7 +304,7 @@ MAIN = (
     Option("--ready-timeout", duration, 60.0, "seconds to wait for all of them", metavar="S"),
     Option(
         "--on-ready-timeout",
-        choice("fail", "start"),
+        one_of(OnReadyTimeout),
         "fail",
         "fail: exit 1 and still write the completion record; start: run COMMAND anyway",
     ),
@@ -304,13 +320,13 @@ MAIN = (
     ),
     Option(
         "--stop-on",
-        choice("exit", "success"),
+        one_of(StopOn),
         "exit",
         "success: after a failure send no quit requests (restartPolicy: OnFailure)",
     ),
     Option(
         "--preset",
-        choice(*PRESETS),
+        one_of(Preset),
         None,
         "fill --wait-http and --quit-http with that proxy's endpoints",
     ),
@@ -409,90 +425,98 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
 # --- resolved configurations -------------------------------------------------
 
 
+# Field types only: every default is the option table's (``resolve`` fills it).
+
+
 class SidecarConfig(NamedTuple):
     dir: Path
     name: str
     command: tuple[str, ...]
-    log_format: str = "auto"
-    log_level: str = "info"
-    wait_for: tuple[str, ...] = ("main",)
-    wait_mode: str = "all"
-    marker: tuple[Path, ...] = ()
-    watch_process: str | None = None
-    process_timeout: float = 60.0
-    stop_on: str = "exit"
-    stop_delay: float = 0.0
-    stop_signal: int | None = int(signal.SIGTERM)
-    stop_http: tuple[str, ...] = ()
-    stop_command: tuple[str, ...] = ()
-    ready_http: str | None = None
-    ready_tcp: str | None = None
-    ready_command: tuple[str, ...] = ()
-    ready_file: Path | None = None
-    ready_interval: float = 0.5
-    probe_timeout: float = 2.0
-    grace_period: float = 10.0
-    term_hold: float = 25.0
-    restart: str = "on-failure"
-    exit_code: str = "zero"
-    poll_interval: float = 2.0
-    termination_log: Path = Path("/dev/termination-log")
+    log_format: LogFormat
+    log_level: LogLevel
+    wait_for: tuple[str, ...]
+    wait_mode: WaitMode
+    marker: tuple[Path, ...]
+    watch_process: str | None
+    process_timeout: float
+    stop_on: StopOn
+    stop_delay: float
+    stop_signal: int | None
+    stop_http: tuple[str, ...]
+    stop_command: tuple[str, ...]
+    ready_http: str | None
+    ready_tcp: str | None
+    ready_command: tuple[str, ...]
+    ready_file: Path | None
+    ready_interval: float
+    probe_timeout: float
+    grace_period: float
+    term_hold: float
+    restart: RestartPolicy
+    exit_policy: ExitPolicy
+    poll_interval: float
+    termination_log: Path
 
 
 class MainConfig(NamedTuple):
     dir: Path
     name: str
     command: tuple[str, ...]
-    log_format: str = "auto"
-    log_level: str = "info"
-    wait_ready: tuple[str, ...] = ()
-    wait_http: tuple[str, ...] = ()
-    wait_tcp: tuple[str, ...] = ()
-    ready_timeout: float = 60.0
-    on_ready_timeout: str = "fail"
-    ready_interval: float = 0.5
-    probe_timeout: float = 2.0
-    quit_http: tuple[str, ...] = ()
-    stop_on: str = "exit"
-    preset: str | None = None
-    grace_period: float = 10.0
-    termination_log: Path = Path("/dev/termination-log")
+    log_format: LogFormat
+    log_level: LogLevel
+    wait_ready: tuple[str, ...]
+    wait_http: tuple[str, ...]
+    wait_tcp: tuple[str, ...]
+    ready_timeout: float
+    on_ready_timeout: OnReadyTimeout
+    ready_interval: float
+    probe_timeout: float
+    quit_http: tuple[str, ...]
+    stop_on: StopOn
+    preset: Preset | None
+    grace_period: float
+    termination_log: Path
 
 
 class DoneConfig(NamedTuple):
     dir: Path
     name: str
-    exit_code: int = 0
-    reason: str = "Completed"
-    log_format: str = "auto"
-    log_level: str = "info"
+    exit_code: int
+    reason: str
+    log_format: LogFormat
+    log_level: LogLevel
 
 
 class StatusConfig(NamedTuple):
     dir: Path
-    json: bool = False
-    log_format: str = "auto"
-    log_level: str = "info"
+    json: bool
+    log_format: LogFormat
+    log_level: LogLevel
 
 
 class InjectConfig(NamedTuple):
-    file: Path = Path("-")
-    main: tuple[str, ...] = ()
-    image: str = f"sidecar-supervisor:{__version__}"
-    native: bool = False
-    entrypoint: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    file: Path
+    main: tuple[str, ...]
+    image: str
+    native: bool
+    entrypoint: tuple[tuple[str, tuple[str, ...]], ...]
 
 
 class DemoConfig(NamedTuple):
-    without_supervisor: bool = False
-    task_seconds: float = 1.0
+    without_supervisor: bool
+    task_seconds: float
 
 
 class CopyConfig(NamedTuple):
     dest: Path
-    bundle: Path | None = None
-    log_format: str = "auto"
-    log_level: str = "info"
+    bundle: Path | None
+    log_format: LogFormat
+    log_level: LogLevel
+
+
+def defaults(command: str) -> dict[str, Any]:
+    """Every option's default for ``command``, from the table."""
+    return {option.dest: option.default for option in OPTIONS[command]}
 
 
 Config = (
@@ -544,8 +568,9 @@ def resolve(
             values["stop_signal"] = None if asked_otherwise else int(signal.SIGTERM)
         return SidecarConfig(**values)
     if command == "main":
-        for key, preset_value in PRESETS.get(values["preset"] or "", {}).items():
-            values[key] = values[key] or preset_value
+        if values["preset"] is not None:
+            for key, preset_value in PRESETS[values["preset"]].items():
+                values[key] = values[key] or preset_value
         return MainConfig(**values)
     if command == "done":
         values["name"] = values["name"] or "main"

@@ -20,3 +20,12 @@ class UsageError(SupervisorError):
 
 class LockBusyError(SupervisorError):
     """Another live supervisor already uses this container name."""
+
+
+class CommandError(SupervisorError):
+    """COMMAND could not be started; exit 127 (not found) or 126 (not executable)."""
+
+    def __init__(self, message: str, exit_code: int, reason: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.reason = reason

@@ -21,8 +21,6 @@ import sys
 import time
 from typing import Any
 
-LEVELS = ("debug", "info", "warning", "error")
-FORMATS = ("auto", "json", "console")
 _LEVEL_NUMBERS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
@@ -72,8 +70,8 @@ def _emit(level: str, event: str, fields: dict[str, Any]) -> None:
         return
     fmt = _settings.fmt
     if fmt == "auto":
-        fmt = _settings.fmt = "console" if sys.stderr.isatty() else "json"
-    if fmt == "console":
+        fmt = _settings.fmt = "console" if os.isatty(2) else "json"
+    if fmt == "console" and sys.stderr is not None:
         if _settings.console is None:
             _settings.console = _console()
         getattr(_settings.console, level)(event, **fields)
@@ -103,3 +101,8 @@ def warning(event: str, **fields: Any) -> None:
 
 def error(event: str, **fields: Any) -> None:
     _emit("error", event, fields)
+
+
+def log(level: str, event: str, **fields: Any) -> None:
+    """An event at a level chosen at run time (through the named function)."""
+    {"debug": debug, "info": info, "warning": warning, "error": error}[level](event, **fields)

@@ -1,29 +1,49 @@
 """The ``main`` role: run the workload and always leave a completion record.
 
 Order of work: take ``NAME.lock``, remove a stale ``NAME.done``, write
-``NAME.started`` (attempt + 1), run COMMAND with every signal forwarded to its
-process group, write ``NAME.done`` the moment it ends, release the lock (the
-sidecars wake on that), stop what is left of COMMAND's process group, and exit
-with COMMAND's status (128+N for a death by signal N).
+``NAME.started`` (attempt + 1), wait at the gates (``--wait-ready``,
+``--wait-http``, ``--wait-tcp``), run COMMAND with every signal forwarded to
+its process group, write ``NAME.done`` the moment it ends, release the lock
+(the sidecars wake on that), then, beside each other, send the ``--quit-http``
+calls and stop what is left of COMMAND's process group; exit with COMMAND's
+status (128+N for a death by signal N).
+
+One transition function (``Main.on_event``) takes every event in every phase:
+GATES, RUNNING, ENDING (quit calls and leftovers), EXITED.
 """
 
 from __future__ import annotations
 
+import enum
 import signal
+import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
 from supervisor import log
 from supervisor.cgroup import OomWatch
 from supervisor.config import MainConfig
+from supervisor.errors import CommandError
+from supervisor.events import (
+    CallsDone,
+    ChildExited,
+    Event,
+    ProbeReady,
+    Signal,
+    SourceChanged,
+    ThreadFailed,
+    TimerFired,
+)
+from supervisor.loop import Loop, signal_loop
 from supervisor.markers import marker_path
 from supervisor.process import (
-    CommandError,
-    Event,
-    Loop,
+    HTTP_TIMEOUT,
+    Child,
+    GroupStop,
+    Processes,
     describe_exit,
     forward,
-    signal_loop,
+    post_calls,
 )
 from supervisor.records import OwnRecords, exiting
 from supervisor.signals import signal_name
@@ -31,12 +51,25 @@ from supervisor.signals import signal_name
 if TYPE_CHECKING:
     from supervisor.probes import Probe
 
-QUIT_TIMEOUT = 5.0  # each --quit-http call
+
+class Phase(enum.Enum):
+    GATES = "gates"
+    RUNNING = "running"
+    ENDING = "ending"
+    EXITED = "exited"
+
+
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.GATES: frozenset({Phase.RUNNING, Phase.ENDING, Phase.EXITED}),
+    Phase.RUNNING: frozenset({Phase.ENDING, Phase.EXITED}),
+    Phase.ENDING: frozenset({Phase.EXITED}),
+    Phase.EXITED: frozenset(),
+}
 
 
 def run(config: MainConfig, *, restore_signals: bool = True) -> int:
     with signal_loop(restore=restore_signals) as loop:
-        return _run(config, loop)
+        return Main(config, loop).run()
 
 
 def gate_probes(config: MainConfig) -> tuple[Probe, ...]:
@@ -50,115 +83,208 @@ def gate_probes(config: MainConfig) -> tuple[Probe, ...]:
     )
 
 
-def _run(config: MainConfig, loop: Loop) -> int:
-    records = OwnRecords(config.dir, config.name)
-    records.prepare()
-    records.begin_attempt()
-    early_signals: list[Event] = []
-    gate = _wait_for_gates(config, loop, early_signals)
-    if gate is not None:
-        code, reason, summary = gate
-        records.done(code, None, reason)
-        _quit(config, failed=True)
-        return _exit(config, loop, code, summary)
-    try:
-        child = loop.spawn(config.command)
-    except CommandError as exc:
-        log.error("child_start_failed", command=list(config.command), error=str(exc))
-        records.done(exc.exit_code, None, exc.reason)
-        _quit(config, failed=True)
-        return _exit(config, loop, exc.exit_code, f"COMMAND could not start: {exc}")
-    oom = OomWatch()
-    oom.child_started()
-    log.info("child_started", pid=child.pid, command=list(config.command), attempt=records.attempt)
+class Main:
+    def __init__(self, config: MainConfig, loop: Loop) -> None:
+        self.config = config
+        self.loop = loop
+        self.procs = Processes(loop)
+        self.records = OwnRecords(config.dir, config.name)
+        self.phase = Phase.GATES
+        self.child: Child | None = None
+        self.oom = OomWatch()
+        self.early_signals: list[int] = []  # delivered to COMMAND once it runs
+        self.prober: threading.Event | None = None
+        self.leftover: GroupStop | None = None
+        self.calls_pending = False
+        # The outcome: exit status and the termination log's line.
+        self.code = 0
+        self.summary = ""
 
-    def relay(event: Event) -> None:
-        forward(child, event)
+    def _enter(self, phase: Phase) -> None:
+        assert phase in TRANSITIONS[self.phase], f"{self.phase.name} -> {phase.name}"
+        self.phase = phase
 
-    for event in early_signals:
-        relay(event)
-    loop.run_until(lambda: not child.running, relay)
-    reason = oom.reason(child)
-    records.done(child.exit_code, child.signal, reason)
-    log.info("child_exited", reason=reason, **describe_exit(child))
-    _quit(config, failed=child.code != 0)
-
-    if child.group_alive:
-        log.info(
-            "stop_requested",
-            why="COMMAND exited; its process group lives on",
-            signal="SIGTERM",
-            grace_period=config.grace_period,
+    def run(self) -> int:
+        self.records.prepare()
+        self.records.begin_attempt()
+        probes = gate_probes(self.config)
+        if probes:
+            self._wait_at_gates(probes)
+        else:
+            self._start()
+        self.loop.run_until(lambda: self.phase is Phase.EXITED, self.on_event)
+        self.procs.kill_all()
+        return exiting(
+            self.config.termination_log, f"{self.config.name} (main): {self.summary}", self.code
         )
-        loop.stop(child, lambda: child.signal_group(signal.SIGTERM), config.grace_period, relay)
-    return _exit(config, loop, child.code, f"COMMAND exited with status {child.code}")
 
+    def on_event(self, event: Event) -> None:
+        """The transition function: every event, in every phase, comes here."""
+        if self.leftover is not None and self.leftover.handle(event):
+            self._end_if_over()
+            return
+        match event:
+            case Signal(signum):
+                self._on_signal(signum)
+            case ChildExited(child):
+                if child is self.child and self.phase is Phase.RUNNING:
+                    self._child_exited(child)
+            case TimerFired("ready_timeout"):
+                if self.phase is Phase.GATES:
+                    self._ready_timeout()
+            case TimerFired("calls"):
+                if self.calls_pending:
+                    log.warning("http_call_abandoned", thread="quit", timeout=HTTP_TIMEOUT)
+                    self.calls_pending = False
+                    self._end_if_over()
+            case TimerFired():
+                pass
+            case ProbeReady("gates"):
+                if self.phase is Phase.GATES:
+                    log.info("gates_ready")
+                    self._start()
+            case ProbeReady():
+                pass
+            case CallsDone("quit"):
+                self.calls_pending = False
+                self._end_if_over()
+            case CallsDone():
+                pass
+            case ThreadFailed(name, error):
+                log.error("thread_failed", thread=name, error=error)
+                if name.startswith("probe-") and self.phase is Phase.GATES:
+                    self._ready_timeout()  # the gates cannot open any more
+            case SourceChanged():
+                pass
+            case _:
+                assert_never(event)
 
-def _wait_for_gates(
-    config: MainConfig, loop: Loop, early_signals: list[Event]
-) -> tuple[int, str, str] | None:
-    """Wait until every gate is ready; None to go on, or (status, reason, summary) to give up.
+    # --- gates ---------------------------------------------------------------------
 
-    SIGTERM or SIGINT while waiting means the pod is going away: COMMAND is not
-    started. Any other signal is kept and delivered to COMMAND once it runs.
-    """
-    probes = gate_probes(config)
-    if not probes:
-        return None
-    ready = False
-    stopped: list[int] = []
+    def _wait_at_gates(self, probes: tuple[Probe, ...]) -> None:
+        from supervisor.probes import start_prober  # noqa: PLC0415
 
-    def handle(event: Event) -> None:
-        nonlocal ready
-        if event[0] == "ready":
-            ready = True
-        elif event[0] == "signal" and event[1] in (signal.SIGTERM, signal.SIGINT):
-            stopped.append(event[1])
-        elif event[0] == "signal":
-            early_signals.append(event)
+        config = self.config
+        log.info("waiting_for_gates", gates=[str(p) for p in probes], timeout=config.ready_timeout)
+        self.prober = start_prober(
+            self.procs,
+            probes,
+            label="gates",
+            interval=config.ready_interval,
+            timeout=config.probe_timeout,
+        )
+        self.loop.set_timer("ready_timeout", time.monotonic() + config.ready_timeout)
 
-    log.info("waiting_for_gates", gates=[str(p) for p in probes], timeout=config.ready_timeout)
-    from supervisor.probes import start_prober  # noqa: PLC0415
+    def _close_gates(self) -> None:
+        self.loop.cancel("ready_timeout")
+        if self.prober is not None:
+            self.prober.set()
+            self.prober = None
 
-    prober = start_prober(
-        loop, probes, label="gates", interval=config.ready_interval, timeout=config.probe_timeout
-    )
-    deadline = time.monotonic() + config.ready_timeout
-    try:
-        loop.run_until(lambda: ready or bool(stopped), handle, deadline)
-    finally:
-        prober.set()
-    if ready:
-        log.info("gates_ready")
-        return None
-    if stopped:
-        signum = stopped[0]
-        log.info("stopped_before_start", signal=signal_name(signum))
-        return 128 + signum, "Terminated", f"{signal_name(signum)} before COMMAND started"
-    if config.on_ready_timeout == "start":
-        log.warning("ready_timeout", timeout=config.ready_timeout, action="starting COMMAND anyway")
-        return None
-    log.error(
-        "ready_timeout",
-        timeout=config.ready_timeout,
-        action="exit 1 without COMMAND",
-        gates=[str(p) for p in probes],
-    )
-    return 1, "ReadyTimeout", f"not ready after {config.ready_timeout} s; COMMAND not started"
+    def _ready_timeout(self) -> None:
+        config = self.config
+        if config.on_ready_timeout == "start":
+            log.warning(
+                "ready_timeout", timeout=config.ready_timeout, action="starting COMMAND anyway"
+            )
+            self._start()
+            return
+        log.error(
+            "ready_timeout",
+            timeout=config.ready_timeout,
+            action="exit 1 without COMMAND",
+            gates=[str(p) for p in gate_probes(config)],
+        )
+        self._not_started(
+            1,
+            "ReadyTimeout",
+            f"not ready after {config.ready_timeout} s; COMMAND not started",
+        )
 
+    def _not_started(self, code: int, reason: str, summary: str) -> None:
+        """COMMAND will not run: record it as failed and tell the sidecars."""
+        self._close_gates()
+        self.records.done(code, None, reason)
+        self.code, self.summary = code, summary
+        self._end(failed=True)
 
-def _quit(config: MainConfig, *, failed: bool) -> None:
-    """POST every --quit-http URL, unless --stop-on success and COMMAND failed."""
-    if not config.quit_http:
-        return
-    if failed and config.stop_on == "success":
-        log.info("quit_skipped", why="--stop-on success and COMMAND failed")
-        return
-    from supervisor.probes import join_all, post_all  # noqa: PLC0415
+    # --- COMMAND -------------------------------------------------------------------
 
-    join_all(post_all(config.quit_http, QUIT_TIMEOUT, event="quit_http_sent"), QUIT_TIMEOUT)
+    def _start(self) -> None:
+        self._close_gates()
+        config = self.config
+        try:
+            self.child = child = self.procs.spawn(config.command)
+        except CommandError as exc:
+            log.error("child_start_failed", command=list(config.command), error=str(exc))
+            self._not_started(exc.exit_code, exc.reason, f"COMMAND could not start: {exc}")
+            return
+        self._enter(Phase.RUNNING)
+        self.oom.child_started()
+        log.info(
+            "child_started",
+            pid=child.pid,
+            command=list(config.command),
+            attempt=self.records.attempt,
+        )
+        for signum in self.early_signals:
+            forward(child, signum)
 
+    def _on_signal(self, signum: int) -> None:
+        if self.phase is Phase.GATES:
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                name = signal_name(signum)
+                log.info("stopped_before_start", signal=name)
+                self._not_started(128 + signum, "Terminated", f"{name} before COMMAND started")
+            else:
+                self.early_signals.append(signum)
+            return
+        forward(self.child, signum)
 
-def _exit(config: MainConfig, loop: Loop, code: int, summary: str) -> int:
-    loop.kill_strays(lambda _event: None)
-    return exiting(config.termination_log, f"{config.name} (main): {summary}", code)
+    def _child_exited(self, child: Child) -> None:
+        reason = self.oom.reason(child)
+        self.records.done(child.exit_code, child.signal, reason)
+        log.log(
+            "info" if child.code == 0 else "warning",
+            "child_exited",
+            reason=reason,
+            **describe_exit(child),
+        )
+        self.code, self.summary = child.code, f"COMMAND exited with status {child.code}"
+        self._end(failed=child.code != 0)
+
+    # --- the end -----------------------------------------------------------------
+
+    def _end(self, *, failed: bool) -> None:
+        """The record is written: quit calls and leftovers, beside each other."""
+        self._enter(Phase.ENDING)
+        config = self.config
+        if config.quit_http:
+            if failed and config.stop_on == "success":
+                log.info("quit_skipped", why="--stop-on success and COMMAND failed")
+            else:
+                self.calls_pending = True
+                post_calls(self.loop, "quit", config.quit_http, HTTP_TIMEOUT, "quit_http_sent")
+                # join_all in the thread is bounded too; this is the loop's own bound
+                self.loop.set_timer("calls", time.monotonic() + HTTP_TIMEOUT + 1.0)
+        child = self.child
+        if child is not None and child.group_alive:
+            log.info(
+                "stop_requested",
+                why="COMMAND exited; its process group lives on",
+                signal="SIGTERM",
+                grace_period=config.grace_period,
+            )
+            self.leftover = GroupStop(
+                self.procs, child, grace=config.grace_period, signum=signal.SIGTERM
+            )
+            self.leftover.start()
+        self._end_if_over()
+
+    def _end_if_over(self) -> None:
+        if self.phase is not Phase.ENDING or self.calls_pending:
+            return
+        if self.leftover is not None and not self.leftover.done:
+            return
+        self.loop.cancel("calls")
+        self._enter(Phase.EXITED)

@@ -127,18 +127,40 @@ def read_marker(path: Path) -> Snapshot:
 
 
 class DoneRecord(NamedTuple):
-    """A completion as readers understand it, whatever form the file had."""
+    """A ``.done`` record: what every writer writes and what readers understand,
+    whatever form the file had (see docs/PROTOCOL.md, "NAME.done")."""
 
     exit_code: int | None
     signal: int | None = None
     reason: str | None = None
     attempt: int | None = None
-    problem: str | None = None  # set when the file was not a valid record
+    name: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    why: str | None = None  # sidecars: what ended the wait
+    child_exit_code: int | None = None  # sidecars: the status COMMAND ended with
+    problem: str | None = None  # readers: set when the file was not a valid record
 
     @property
     def failed(self) -> bool:
         """Unknown exit codes count as success: ``touch NAME.done`` means done."""
         return self.signal is not None or (self.exit_code is not None and self.exit_code != 0)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object writers put in ``NAME.done``."""
+        record = {
+            "name": self.name,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "reason": self.reason,
+            "attempt": self.attempt,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+        if self.why is not None:
+            record["why"] = self.why
+            record["child_exit_code"] = self.child_exit_code
+        return record
 
 
 def parse_done(snapshot: Snapshot) -> DoneRecord:
@@ -167,9 +189,18 @@ def parse_done(snapshot: Snapshot) -> DoneRecord:
     return DoneRecord(
         exit_code=int_or_none(exit_code),
         signal=int_or_none(signal),
-        reason=obj["reason"] if isinstance(obj.get("reason"), str) else None,
+        reason=_text_or_none(obj.get("reason")),
         attempt=int_or_none(obj.get("attempt")),
+        name=_text_or_none(obj.get("name")),
+        started_at=_text_or_none(obj.get("started_at")),
+        finished_at=_text_or_none(obj.get("finished_at")),
+        why=_text_or_none(obj.get("why")),
+        child_exit_code=int_or_none(obj.get("child_exit_code")),
     )
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def int_or_none(value: object) -> int | None:
@@ -267,14 +298,13 @@ def lock_is_held(path: Path) -> bool:
 
 
 def wait_lock_released(path: Path) -> None:
-    """Block in the kernel until nobody holds ``path`` exclusively; no polling."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return
+    """Block in the kernel until nobody holds ``path`` exclusively; no polling.
+
+    Raises OSError when the lock cannot be opened or waited on: the caller
+    must not take that for a release.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)  # O_NONBLOCK is for open() only; this blocks
-    except OSError:
-        pass
     finally:
         os.close(fd)

@@ -2,7 +2,7 @@
 
 A probe is checked in a helper thread, never in the loop: each attempt has its
 own timeout, attempts repeat every interval, and the thread only posts
-``("ready", label)`` on the loop's queue when every probe of its set has passed.
+``ProbeReady(label, generation)`` on the loop's queue when every probe of its set has passed.
 The loop decides what a probe that never passes means (``--ready-timeout``);
 nothing here can hang a role.
 """
@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from supervisor import log
+from supervisor.errors import CommandError
+from supervisor.events import ProbeReady
 from supervisor.signals import start_thread
 
 if TYPE_CHECKING:
-    from supervisor.process import Loop
+    from supervisor.loop import Loop
+    from supervisor.process import Processes
 
 MAX_BODY = 64 * 1024
 
@@ -69,7 +72,7 @@ def split_host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def check(probe: Probe, timeout: float, loop: Loop | None = None) -> tuple[bool, str]:
+def check(probe: Probe, timeout: float, procs: Processes | None = None) -> tuple[bool, str]:
     """One attempt: (passed, what happened)."""
     try:
         if probe.kind == "http":
@@ -86,20 +89,18 @@ def check(probe: Probe, timeout: float, loop: Loop | None = None) -> tuple[bool,
                 probe.target
             ) else "absent"
         if probe.kind == "command":
-            assert loop is not None, "command probes need the loop to reap them"
-            return _run_command(loop, probe.target, timeout)
+            assert procs is not None, "command probes need the loop to reap them"
+            return _run_command(procs, probe.target, timeout)
     except (OSError, ValueError) as exc:
         return False, str(exc) or type(exc).__name__
     raise ValueError(f"unknown probe kind {probe.kind!r}")
 
 
-def _run_command(loop: Loop, command: str, timeout: float) -> tuple[bool, str]:
-    from supervisor.process import CommandError  # noqa: PLC0415 - avoids an import cycle
+def _run_command(procs: Processes, command: str, timeout: float) -> tuple[bool, str]:
+    import shlex  # noqa: PLC0415
 
     try:
-        import shlex  # noqa: PLC0415
-
-        child = loop.spawn(shlex.split(command))
+        child = procs.spawn(shlex.split(command))
     except CommandError as exc:
         return False, str(exc)
     if not child.exited.wait(timeout):
@@ -110,24 +111,27 @@ def _run_command(loop: Loop, command: str, timeout: float) -> tuple[bool, str]:
 
 
 def start_prober(
-    loop: Loop,
+    procs: Processes,
     probes: tuple[Probe, ...],
     *,
     label: str,
     interval: float,
     timeout: float,
+    generation: int = 0,
 ) -> threading.Event:
-    """Check ``probes`` in order until each passes, then post ``("ready", label)``.
+    """Check ``probes`` in order until each passes, then post ``ProbeReady``.
 
-    Returns an event that stops the thread when set.
+    Returns an event that stops the thread when set; a failure of the thread
+    reaches the loop as ``ThreadFailed("probe-LABEL", ...)``.
     """
+    loop: Loop = procs.loop
     stop = threading.Event()
 
     def run() -> None:
         for probe in probes:
             announced = False
             while not stop.is_set():
-                passed, detail = check(probe, timeout, loop)
+                passed, detail = check(probe, timeout, procs)
                 if passed:
                     log.debug("probe_passed", probe=str(probe), detail=detail)
                     break
@@ -136,9 +140,9 @@ def start_prober(
                     announced = True
                 stop.wait(interval)
         if not stop.is_set():
-            loop.post("ready", label)
+            loop.post(ProbeReady(label, generation))
 
-    start_thread(run, name=f"probe-{label}")
+    start_thread(run, name=f"probe-{label}", report=loop.post)
     return stop
 
 
@@ -152,8 +156,12 @@ def post_all(urls: tuple[str, ...], timeout: float, event: str) -> list[threadin
         except OSError as exc:
             log.warning(event, url=url, error=str(exc) or type(exc).__name__)
             return
-        log.info(
-            event, url=url, status=status, elapsed_ms=round((time.monotonic() - started) * 1000, 1)
+        log.log(
+            "info" if 200 <= status < 300 else "warning",
+            event,
+            url=url,
+            status=status,
+            elapsed_ms=round((time.monotonic() - started) * 1000, 1),
         )
 
     return [start_thread(lambda url=url: post(url), name=f"post-{url}") for url in urls]  # type: ignore[misc]

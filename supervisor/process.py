@@ -1,29 +1,30 @@
-"""Spawning, reaping and stopping: the PID-1 side of both roles.
+"""Children: spawning, reaping, stopping whole process groups, killing strays.
 
-One event queue and one loop. Signal handlers and helper threads only put
-events on the queue; ``Loop.run_until`` takes them in the main thread, reaps
-every exited process in one place (``waitpid(-1)``, so orphans re-parented to
-us as PID 1 or as a child subreaper never linger as zombies) and hands the
-rest to the role.
+COMMAND runs in a process group of its own (its pid is the group's id), so a
+stop reaches every process it started. Reaping happens in one place:
+``Processes.reap`` collects every exited process with ``waitpid(-1)`` (orphans
+re-parented to us as PID 1 or as a child subreaper included) and turns our own
+children into ``ChildExited`` events for the loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import queue
-import select
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from supervisor import log
-from supervisor.errors import SupervisorError
-from supervisor.signals import CHILD_DEFAULTS, captured, signal_name
+from supervisor.errors import CommandError
+from supervisor.events import CallsDone, ChildExited, Event, TimerFired
+from supervisor.signals import CHILD_DEFAULTS, signal_name, start_thread
 
-Event = tuple[Any, ...]
+if TYPE_CHECKING:
+    from supervisor.loop import Loop
+
 _PR_SET_CHILD_SUBREAPER = 36
 # While the leader is gone but some of its group lives on, nothing tells us
 # when the rest exits (they are not our children), so we look at this pace.
@@ -31,15 +32,7 @@ GROUP_POLL_INTERVAL = 0.02
 # After SIGKILL the kernel needs a moment; a process stuck in the D state
 # may need longer, and we do not wait for it forever.
 KILL_WAIT = 5.0
-
-
-class CommandError(SupervisorError):
-    """COMMAND could not be started; exit 127 (not found) or 126 (not executable)."""
-
-    def __init__(self, message: str, exit_code: int, reason: str) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.reason = reason
+HTTP_TIMEOUT = 5.0  # each stop or quit call at most; a hanging endpoint is abandoned
 
 
 def exit_code_of(status: int) -> int:
@@ -49,7 +42,7 @@ def exit_code_of(status: int) -> int:
 
 
 class Child:
-    """COMMAND's process; its pid is also the id of its own process group."""
+    """A process we started; its pid is also the id of its own process group."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -87,27 +80,30 @@ class Child:
             return "Signaled"
         return "Completed" if self.exit_code == 0 else "Error"
 
+    @property
+    def ran_for(self) -> float:
+        return time.monotonic() - self.started
+
     def signal_group(self, signum: int) -> bool:
         """Send ``signum`` to the whole process group; False if it is gone."""
         try:
             os.killpg(self.pid, signum)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
+        except (ProcessLookupError, PermissionError):
             return False
         return True
 
     @property
     def group_alive(self) -> bool:
-        try:
-            os.killpg(self.pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
+        return self.signal_group(0)
+
+    @property
+    def alive(self) -> bool:
+        """Anything of it left: the leader or any process of its group."""
+        return self.running or self.group_alive
 
 
 def spawn(argv: Sequence[str]) -> Child:
-    """Start COMMAND in its own process group with default signal dispositions."""
+    """Start COMMAND in its own process group with every signal at its default."""
     try:
         pid = os.posix_spawnp(
             argv[0],
@@ -118,12 +114,17 @@ def spawn(argv: Sequence[str]) -> Child:
             setsigdef=CHILD_DEFAULTS,
         )
     except FileNotFoundError as exc:
-        raise CommandError(f"{argv[0]}: command not found", 127, "NotFound") from exc
+        raise CommandError(f"{_text(argv[0])}: command not found", 127, "NotFound") from exc
     except (PermissionError, IsADirectoryError) as exc:
-        raise CommandError(f"{argv[0]}: permission denied", 126, "NotExecutable") from exc
+        raise CommandError(f"{_text(argv[0])}: permission denied", 126, "NotExecutable") from exc
     except OSError as exc:
-        raise CommandError(f"{argv[0]}: {exc.strerror}", 126, "NotExecutable") from exc
+        raise CommandError(f"{_text(argv[0])}: {exc.strerror}", 126, "NotExecutable") from exc
     return Child(pid)
+
+
+def _text(arg: str) -> str:
+    """An argument as printable text (bytes that are not UTF-8 are shown escaped)."""
+    return arg.encode(errors="surrogateescape").decode(errors="backslashreplace")
 
 
 def become_subreaper() -> bool:
@@ -137,170 +138,6 @@ def become_subreaper() -> bool:
         return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
-
-
-class Loop:
-    """The one queue every signal, file event, lock release and probe result goes to."""
-
-    def __init__(self) -> None:
-        self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
-        # A byte here wakes the loop: from post() (helper threads) and from the
-        # kernel-level signal handler (signal.set_wakeup_fd, see signals.captured).
-        self._wake_r, self.wakeup_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.children: dict[int, Child] = {}
-        # Helper threads spawn probe commands; spawning and registering under
-        # this lock means the reaper never meets a child it does not know yet.
-        self._children_lock = threading.Lock()
-        self._subreaper = False
-
-    def post(self, *event: Any) -> None:
-        self.events.put(tuple(event))
-        with contextlib.suppress(BlockingIOError):  # full: a wake-up is pending anyway
-            os.write(self.wakeup_fd, b"\0")
-
-    def _next(self, timeout: float | None) -> Event | None:
-        """The next event, or None after ``timeout`` or a wake-up with nothing queued.
-
-        Being a Python call, it lets pending signal handlers run first; a signal
-        that lands between the queue check and ``select`` has written its byte to
-        the pipe, so ``select`` returns at once and the next call finds it.
-        """
-        try:
-            return self.events.get_nowait()
-        except queue.Empty:
-            pass
-        select.select([self._wake_r], [], [], timeout)
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 512):
-                pass
-        try:
-            return self.events.get_nowait()
-        except queue.Empty:
-            return None
-
-    def close(self) -> None:
-        for fd in (self._wake_r, self.wakeup_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def spawn(self, argv: Sequence[str]) -> Child:
-        """Start a process whose exit this loop will reap; safe from any thread.
-
-        A thread that started one waits on ``child.exited``; the loop in the
-        main thread does the reaping.
-        """
-        if not self._subreaper:
-            # Before the first child: one that exits at once may leave orphans.
-            self._subreaper = become_subreaper()
-        with self._children_lock:
-            child = spawn(argv)
-            self.children[child.pid] = child
-        return child
-
-    def reap(self) -> None:
-        """Collect every exited child, ours or adopted, without blocking."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            with self._children_lock:
-                child = self.children.pop(pid, None)
-            if child is not None:  # else an adopted orphan: reaping it was the point
-                child.status = status
-                child.exited.set()
-
-    def run_until(
-        self,
-        done: Callable[[], bool],
-        handle: Callable[[Event], None],
-        deadline: float | None = None,
-        tick: float | None = None,
-    ) -> bool:
-        """Dispatch events until ``done()``; False if ``deadline`` passed first.
-
-        SIGCHLD is handled here (reap); everything else goes to ``handle``,
-        including ``("tick",)`` every ``tick`` seconds of quiet.
-        """
-        while not done():
-            timeout: float | None = tick
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                timeout = remaining if timeout is None else min(timeout, remaining)
-            started = time.monotonic()
-            event = self._next(timeout)
-            if event is None:
-                if tick is not None and time.monotonic() - started >= tick:
-                    handle(("tick",))
-                continue
-            if event == ("signal", signal.SIGCHLD):
-                self.reap()
-            else:
-                handle(event)
-        return True
-
-    def wait_group_gone(
-        self, child: Child, handle: Callable[[Event], None], deadline: float
-    ) -> bool:
-        """Wait until the child and every process of its group have exited."""
-        if not self.run_until(lambda: not child.running, handle, deadline):
-            return False
-        # The rest of the group need not be our children, so nothing tells us
-        # when it exits: look at a short pace while anything of it remains.
-        while child.group_alive:
-            if time.monotonic() >= deadline:
-                return False
-            pause = min(deadline, time.monotonic() + GROUP_POLL_INTERVAL)
-            self.run_until(lambda: False, handle, pause)
-        return True
-
-    def stop(
-        self,
-        child: Child,
-        request: Callable[[], object],
-        grace: float,
-        handle: Callable[[Event], None],
-    ) -> None:
-        """Stop the child's whole group: request, ``grace`` seconds, SIGKILL, reap.
-
-        ``request`` asks for the stop (a signal to the group, an HTTP call, a
-        command); signals that arrive meanwhile still go to ``handle``.
-        """
-        if child.running or child.group_alive:
-            request()
-        if self.wait_group_gone(child, handle, time.monotonic() + grace):
-            return
-        log.warning(
-            "grace_period_expired",
-            pid=child.pid,
-            grace_period=grace,
-            action="SIGKILL to the process group",
-        )
-        child.signal_group(signal.SIGKILL)
-        if not self.wait_group_gone(child, handle, time.monotonic() + KILL_WAIT):
-            log.error("process_group_survived_sigkill", pid=child.pid)
-
-    def kill_strays(self, handle: Callable[[Event], None]) -> None:
-        """SIGKILL what is still our child at exit: descendants that left COMMAND's
-        group (``setsid``) and were re-parented to us. As PID 1 the kernel would
-        kill them with the namespace; as a subreaper they would outlive us."""
-        strays = children_of_self()
-        if not strays:
-            return
-        for pid in strays:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        log.warning("stray_processes_killed", pids=strays)
-        deadline = time.monotonic() + KILL_WAIT
-        while children_of_self() and time.monotonic() < deadline:
-            self.run_until(
-                lambda: False, handle, min(deadline, time.monotonic() + GROUP_POLL_INTERVAL)
-            )
-            self.reap()
 
 
 def children_of_self() -> list[int]:
@@ -320,16 +157,90 @@ def children_of_self() -> list[int]:
     return sorted(set(pids))
 
 
-@contextlib.contextmanager
-def signal_loop(*, restore: bool = True) -> Iterator[Loop]:
-    """A Loop that every caught signal reaches; see ``signals.captured`` for ``restore``."""
-    loop = Loop()
-    try:
-        with captured(loop.events, loop.wakeup_fd, restore=restore):
-            yield loop
-    finally:
-        if restore:  # otherwise the handlers still write to its wake-up pipe
-            loop.close()
+class Processes:
+    """Every child we started, and the reaper the loop calls on SIGCHLD."""
+
+    def __init__(self, loop: Loop) -> None:
+        self.loop = loop
+        self.children: dict[int, Child] = {}
+        # Helper threads spawn probe commands; spawning and registering under
+        # this lock means the reaper never meets a child it does not know yet.
+        self._lock = threading.Lock()
+        self._subreaper = False
+        loop.reaper = self.reap
+
+    def spawn(self, argv: Sequence[str]) -> Child:
+        """Start a process whose exit the loop will reap; safe from any thread."""
+        if not self._subreaper:
+            # Before the first child: one that exits at once may leave orphans.
+            self._subreaper = become_subreaper()
+        with self._lock:
+            child = spawn(argv)
+            self.children[child.pid] = child
+        return child
+
+    def reap(self) -> list[Event]:
+        """Collect every exited child, ours or adopted, without blocking."""
+        exited: list[Event] = []
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            with self._lock:
+                child = self.children.pop(pid, None)
+            if child is not None:  # else an adopted orphan: reaping it was the point
+                child.status = status
+                child.exited.set()
+                exited.append(ChildExited(child))
+        return exited
+
+    def strays(self) -> list[int]:
+        """Live children we did not start: descendants that left their group and
+        were re-parented to us."""
+        with self._lock:
+            ours = set(self.children)
+        return [pid for pid in children_of_self() if pid not in ours]
+
+    def signal_strays(self, signum: int) -> list[int]:
+        strays = self.strays()
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
+        return strays
+
+    def kill_all(self) -> None:
+        """SIGKILL whatever is still our child as we exit, and reap it.
+
+        As PID 1 the kernel would kill them with the namespace; as a subreaper
+        they would outlive us. A killed daemon's own children are re-parented
+        to us in turn, so this goes on until none is left."""
+        killed: list[int] = []
+        deadline = time.monotonic() + KILL_WAIT
+        while True:
+            self.reap()
+            left = children_of_self()
+            if not left or time.monotonic() >= deadline:
+                break
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+                if pid not in killed:
+                    killed.append(pid)
+            time.sleep(GROUP_POLL_INTERVAL / 4)
+        if killed:
+            log.warning("stray_processes_killed", pids=killed)
+        if left:
+            log.error("stray_processes_survived_sigkill", pids=left)
+
+
+def forward(child: Child | None, signum: int) -> None:
+    """Relay a signal to the child's process group, if there is anything of it."""
+    if child is not None and child.alive:
+        log.debug("signal_forwarded", signal=signal_name(signum), pid=child.pid)
+        child.signal_group(signum)
 
 
 def describe_exit(child: Child) -> dict[str, Any]:
@@ -337,11 +248,142 @@ def describe_exit(child: Child) -> dict[str, Any]:
     fields: dict[str, Any] = {"pid": child.pid, "exit_code": child.code}
     if child.signal is not None:
         fields["signal"] = signal_name(child.signal)
+    fields["ran_for_s"] = round(child.ran_for, 3)
     return fields
 
 
-def forward(child: Child | None, event: Event) -> None:
-    """Relay a signal event to the child's process group, if there is a child."""
-    if event[0] == "signal" and child is not None and (child.running or child.group_alive):
-        log.debug("signal_forwarded", signal=signal_name(event[1]), pid=child.pid)
-        child.signal_group(event[1])
+def post_calls(loop: Loop, label: str, urls: tuple[str, ...], timeout: float, event: str) -> None:
+    """POST every URL beside the loop; ``CallsDone(label)`` once all have answered or
+    timed out. The loop goes on reaping and forwarding meanwhile."""
+    from supervisor.probes import join_all, post_all  # noqa: PLC0415 - only HTTP calls need it
+
+    def calls() -> None:
+        try:
+            join_all(post_all(urls, timeout, event=event), timeout)
+        finally:
+            loop.post(CallsDone(label))
+
+    start_thread(calls, name=f"calls-{label}", report=loop.post)
+
+
+class GroupStop:
+    """Stop one child's whole process group, driven by the loop's events.
+
+    The request goes in the documented order: the HTTP calls (beside the loop,
+    answered or timed out), the stop command, the stop signal (with SIGCONT, so
+    a stopped group can act on it). ``grace`` seconds after ``start`` the group
+    gets SIGKILL, whatever is still pending; ``KILL_WAIT`` later we give up on
+    a process the kernel cannot kill. ``done`` is set when nothing of the group
+    is left (or we gave up).
+    """
+
+    def __init__(
+        self,
+        procs: Processes,
+        child: Child,
+        *,
+        grace: float,
+        signum: int | None,
+        http: tuple[str, ...] = (),
+        command: tuple[str, ...] = (),
+        label: str = "stop",
+    ) -> None:
+        self.procs = procs
+        self.loop = procs.loop
+        self.child = child
+        self.grace = grace
+        self.signum = signum
+        self.http = http
+        self.command = command
+        self.label = label
+        self.helper: Child | None = None
+        self.killed = False
+        self.done = False
+        self.started = 0.0
+
+    def _timer(self, what: str) -> str:
+        return f"{self.label}:{what}"
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self.loop.set_timer(self._timer("grace"), self.started + self.grace)
+        if self.http:
+            timeout = min(HTTP_TIMEOUT, max(self.grace, 0.1))
+            post_calls(self.loop, self.label, self.http, timeout, event="stop_http_sent")
+        else:
+            self._request()
+        self._check_gone()
+
+    def _request(self) -> None:
+        """After the HTTP calls: the stop command, then the signal."""
+        if self.command:
+            try:
+                self.helper = self.procs.spawn(self.command)
+            except CommandError as exc:
+                log.warning("stop_command_failed", error=str(exc))
+        if self.signum is not None and self.child.alive:
+            self.child.signal_group(self.signum)
+            self.child.signal_group(signal.SIGCONT)
+
+    def handle(self, event: Event) -> bool:
+        """Take the events that are this stop's; False for any other."""
+        if self.done:
+            return False
+        if isinstance(event, CallsDone) and event.label == self.label:
+            if not self.killed:
+                self._request()
+            return True
+        if isinstance(event, ChildExited) and event.child in (self.child, self.helper):
+            if event.child is self.helper:
+                log.info("stop_command_exited", pid=event.child.pid, exit_code=event.child.code)
+            else:
+                self._check_gone()
+            return True
+        if isinstance(event, TimerFired):
+            if event.name == self._timer("poll"):
+                self._check_gone()
+            elif event.name == self._timer("grace"):
+                self._kill()
+            elif event.name == self._timer("kill"):
+                log.error("process_group_survived_sigkill", pid=self.child.pid)
+                self._finish()
+            else:
+                return False
+            return True
+        return False
+
+    def _kill(self) -> None:
+        if not self.child.alive:
+            self._finish()
+            return
+        log.warning(
+            "grace_period_expired",
+            pid=self.child.pid,
+            grace_period=self.grace,
+            action="SIGKILL to the process group",
+        )
+        self.killed = True
+        self.child.signal_group(signal.SIGKILL)
+        self.loop.set_timer(self._timer("kill"), time.monotonic() + KILL_WAIT)
+
+    def _check_gone(self) -> None:
+        if self.child.running:
+            return  # its ChildExited will come
+        if self.child.group_alive:
+            # The rest of the group need not be our children, so nothing tells
+            # us when it exits: look at a short pace while anything remains.
+            self.loop.set_timer(self._timer("poll"), time.monotonic() + GROUP_POLL_INTERVAL)
+            return
+        self._finish()
+
+    def _finish(self) -> None:
+        self.done = True
+        for what in ("grace", "poll", "kill"):
+            self.loop.cancel(self._timer(what))
+        helper = self.helper
+        if helper is not None and helper.alive:
+            helper.signal_group(signal.SIGKILL)  # reaped with the strays at exit
+
+    @property
+    def took_ms(self) -> float:
+        return round((time.monotonic() - self.started) * 1000, 1)

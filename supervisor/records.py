@@ -14,6 +14,7 @@ from typing import Any
 from supervisor import log
 from supervisor.markers import (
     DIR_MODE,
+    DoneRecord,
     OwnLock,
     int_or_none,
     iso,
@@ -78,21 +79,34 @@ class OwnRecords:
     def ready(self, pid: int) -> None:
         self._write("ready", {"name": self.name, "pid": pid, "ready_at": iso(now())})
 
-    def done(self, exit_code: int | None, signal: int | None, reason: str, **extra: Any) -> None:
+    def unready(self) -> None:
+        """The child that ``.ready`` named is gone: no gate may open on it."""
+        try:
+            remove(self.path("ready"))
+        except OSError as exc:
+            log.error("marker_remove_failed", path=str(self.path("ready")), error=exc.strerror)
+
+    def done(
+        self,
+        exit_code: int | None,
+        signal: int | None,
+        reason: str,
+        why: str | None = None,
+        child_exit_code: int | None = None,
+    ) -> None:
         """Write ``.done``, then release the lock: peers wake on the release."""
-        self._write(
-            "done",
-            {
-                "name": self.name,
-                "exit_code": exit_code,
-                "signal": signal,
-                "reason": reason,
-                "attempt": self.attempt,
-                "started_at": iso(self.started_at),
-                "finished_at": iso(now()),
-                **extra,
-            },
+        record = DoneRecord(
+            exit_code,
+            signal,
+            reason,
+            self.attempt,
+            name=self.name,
+            started_at=iso(self.started_at),
+            finished_at=iso(now()),
+            why=why,
+            child_exit_code=child_exit_code,
         )
+        self._write("done", record.to_json())
         self.lock.release()
 
     def has_done(self) -> bool:
@@ -115,7 +129,7 @@ def write_termination_log(path: Path, line: str) -> None:
     except OSError:
         return
     try:
-        os.write(fd, (line[:4000] + "\n").encode())
+        os.write(fd, (line[:4000] + "\n").encode(errors="backslashreplace"))
     except OSError:
         pass
     finally:

@@ -1,48 +1,86 @@
-"""The ``sidecar`` role: run the helper until the containers it serves complete.
+"""The ``sidecar`` role: run the helper until what it serves has completed.
 
-1. Take ``NAME.lock``. If the awaited containers have already completed (a
-   restarted sidecar container), exit 0 at once without starting COMMAND.
-2. Write ``NAME.started``, start COMMAND, write ``NAME.ready`` when its
-   readiness probes pass (at once without probes).
-3. Wait for completion (see ``watch``). Meanwhile: signals are forwarded,
-   except SIGTERM/SIGINT, which start the ``--term-hold``; a child that exits
-   early is restarted per ``--restart`` with exponential backoff.
-4. Stop: ``--stop-delay``; the ``--stop-http`` calls, the ``--stop-command``
-   and the stop signal to the group; ``--grace-period``; SIGKILL to the group;
-   write ``NAME.done``; exit per ``--exit-code``.
+The life cycle is one enum and one transition function (``Sidecar.on_event``)
+that every event goes through, in every phase:
+
+- STARTING: ``NAME.lock`` taken; if the awaited containers have already
+  completed (a restarted sidecar container), exit 0 without starting COMMAND.
+- RUNNING: COMMAND runs; its readiness probes run with it and write
+  ``NAME.ready`` for this very child. SIGTERM/SIGINT start the term-hold.
+- HOLDING: RUNNING after a SIGTERM, until the awaited containers complete, the
+  ``--term-hold`` runs out, or a second SIGTERM arrives.
+- BACKOFF: COMMAND ended before completion; ``NAME.ready`` is gone, what is
+  left of its process group (and strays that left it) is stopped, and a
+  restart follows per ``--restart`` with exponential backoff.
+- DELAYING: completion seen; ``--stop-delay`` runs. A SIGTERM (``docker stop``
+  and pod deletion signal every container at once) is noted, not obeyed: only
+  a second one cuts the delay.
+- STOPPING: the stop runs (``process.GroupStop``): ``--stop-http`` calls beside
+  the loop, ``--stop-command``, the stop signal, ``--grace-period``, SIGKILL.
+- EXITED: ``NAME.done`` is written and the exit status chosen (``--exit-code``).
 """
 
 from __future__ import annotations
 
+import enum
 import shlex
 import signal
 import threading
 import time
+from typing import assert_never
 
 from supervisor import log
 from supervisor.cgroup import OomWatch
 from supervisor.config import SidecarConfig
-from supervisor.probes import Probe, join_all, post_all, start_prober
-from supervisor.process import (
-    Child,
-    CommandError,
+from supervisor.errors import CommandError
+from supervisor.events import (
+    CallsDone,
+    ChildExited,
     Event,
-    Loop,
-    describe_exit,
-    forward,
-    signal_loop,
+    ProbeReady,
+    Signal,
+    SourceChanged,
+    ThreadFailed,
+    TimerFired,
 )
+from supervisor.loop import Loop, signal_loop
+from supervisor.probes import Probe, start_prober
+from supervisor.process import Child, GroupStop, Processes, describe_exit, forward
 from supervisor.records import OwnRecords, exiting
 from supervisor.signals import signal_name
-from supervisor.watch import CompletionWatcher
+from supervisor.watch import RESCAN, CompletionWatcher
 
 # Restart backoff: 1 s, doubling to 30 s; a run of STABLE_RUN seconds resets it.
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 30.0
 STABLE_RUN = 10.0
 
-_HOLD_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-HTTP_TIMEOUT = 5.0  # each --stop-http call; a hanging endpoint is abandoned
+HOLD_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Phase(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    HOLDING = "holding"
+    BACKOFF = "backoff"
+    DELAYING = "delaying"
+    STOPPING = "stopping"
+    EXITED = "exited"
+
+
+# Where each phase may go; ``Sidecar._enter`` asserts it.
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.STARTING: frozenset({Phase.RUNNING, Phase.EXITED}),
+    Phase.RUNNING: frozenset(
+        {Phase.HOLDING, Phase.BACKOFF, Phase.DELAYING, Phase.STOPPING, Phase.EXITED}
+    ),
+    Phase.HOLDING: frozenset({Phase.BACKOFF, Phase.DELAYING, Phase.STOPPING, Phase.EXITED}),
+    Phase.BACKOFF: frozenset({Phase.RUNNING, Phase.HOLDING, Phase.STOPPING, Phase.EXITED}),
+    Phase.DELAYING: frozenset({Phase.STOPPING}),
+    Phase.STOPPING: frozenset({Phase.EXITED}),
+    Phase.EXITED: frozenset(),
+}
+_CHILD_UP = (Phase.RUNNING, Phase.HOLDING)
 
 
 def readiness_probes(config: SidecarConfig) -> tuple[Probe, ...]:
@@ -72,6 +110,7 @@ class Sidecar:
     def __init__(self, config: SidecarConfig, loop: Loop) -> None:
         self.config = config
         self.loop = loop
+        self.procs = Processes(loop)
         self.records = OwnRecords(config.dir, config.name)
         self.watcher = CompletionWatcher(
             loop,
@@ -83,19 +122,26 @@ class Sidecar:
             process=config.watch_process,
             process_timeout=config.process_timeout,
         )
+        self.phase = Phase.STARTING
+        self.why = ""  # what ended the wait, once it has ended
         self.child: Child | None = None
-        self.hold_until: float | None = None
-        self._deadline: float | None = None
-        self.stop_signal_received = False
-        self.restart_at: float | None = None
+        self.generation = 0  # one per child started; probes name theirs
+        self.term_noted = False  # a SIGTERM/SIGINT was noted (hold or delay)
         self.failures = 0
         self.restarts = 0
+        self.restart_due = False
         self.probes = readiness_probes(config)
         self.prober: threading.Event | None = None
-        self.stop_helper: Child | None = None
+        self.leftover: GroupStop | None = None  # the previous child's group, in BACKOFF
+        self.stopper: GroupStop | None = None  # the stop, in STOPPING
         self.oom = OomWatch()
 
-    # --- the phases -----------------------------------------------------------
+    # --- the life cycle ---------------------------------------------------------
+
+    def _enter(self, phase: Phase) -> None:
+        assert phase in TRANSITIONS[self.phase], f"{self.phase.name} -> {phase.name}"
+        log.debug("phase", previous=self.phase.value, phase=phase.value)
+        self.phase = phase
 
     def run(self) -> int:
         self.records.prepare()
@@ -110,28 +156,173 @@ class Sidecar:
                 log.error("child_start_failed", command=list(self.config.command), error=str(exc))
                 self.records.done(exc.exit_code, None, exc.reason)
                 return self._exit(exc.exit_code, f"COMMAND could not start: {exc}")
-            self._watch_readiness()
-            why = self._wait()
-            return self._finish(why)
+            self.loop.every(RESCAN, self.config.poll_interval)
+            self.loop.run_until(lambda: self.phase is Phase.EXITED, self.on_event)
+            return self._finish()
         finally:
             self.watcher.close()
-            if self.prober is not None:
-                self.prober.set()
+            self._stop_prober()
 
-    def _already_complete(self) -> int:
-        log.info(
-            "already_complete", waited_for=self._targets(), action="exit without starting COMMAND"
-        )
-        if self.records.has_done():
-            self.records.lock.release()
+    def on_event(self, event: Event) -> None:
+        """The transition function: every event, in every phase, comes here."""
+        if self.watcher.handle(event):
+            if self.watcher.satisfied:
+                self._completed()
+            return
+        if self.leftover is not None and self.leftover.handle(event):
+            if self.leftover.done:
+                self._leftover_gone()
+            return
+        if self.stopper is not None and self.stopper.handle(event):
+            if self.stopper.done:
+                self._stopped()
+            return
+        match event:
+            case Signal(signum):
+                self._on_signal(signum)
+            case ChildExited(child):
+                if child is self.child:
+                    self._on_child_exited(child)
+            case TimerFired(name):
+                self._on_timer(name)
+            case ProbeReady(_label, generation):
+                if self.phase in _CHILD_UP and generation == self.generation:
+                    self._ready()
+            case ThreadFailed(name, error):
+                log.error("thread_failed", thread=name, error=error, consequence=_consequence(name))
+            case CallsDone() | SourceChanged():
+                pass  # late news for a stop or a source that is over
+            case _:
+                assert_never(event)
+
+    def _on_signal(self, signum: int) -> None:
+        if signum not in HOLD_SIGNALS or self.phase is Phase.STOPPING:
+            forward(self.child if self.stopper is None else self.stopper.child, signum)
+            return
+        name = signal_name(signum)
+        holds = self.config.term_hold > 0 and not self.term_noted
+        if self.phase in (Phase.RUNNING, Phase.BACKOFF) and holds:
+            self.term_noted = True
+            self.loop.set_timer("hold", time.monotonic() + self.config.term_hold)
+            if self.phase is Phase.RUNNING:
+                self._enter(Phase.HOLDING)
+            log.info(
+                "term_hold_started",
+                signal=name,
+                term_hold=self.config.term_hold,
+                waiting_for=self.watcher.labels,
+                then="a second SIGTERM or SIGINT stops at once",
+            )
+        elif self.phase is Phase.DELAYING and holds:
+            self.term_noted = True
+            log.info(
+                "stop_signal_noted",
+                signal=name,
+                phase="stop delay",
+                then="the stop follows the delay; a second SIGTERM or SIGINT stops at once",
+            )
         else:
-            self.records.done(0, None, "AlreadyComplete")
-        return self._exit(0, "the awaited containers had already completed")
+            log.info("stop_signal_received", signal=name)
+            self._stop("signal")
+
+    def _on_child_exited(self, child: Child) -> None:
+        if self.phase is Phase.DELAYING:
+            self._stop(self.why)  # nothing left to wait for
+            return
+        if self.phase not in _CHILD_UP:
+            return
+        self._stop_prober()
+        self.records.unready()
+        reason = self.oom.reason(child)
+        log.log(
+            "info" if child.code == 0 else "warning",
+            "child_exited",
+            before_completion=True,
+            reason=reason,
+            **describe_exit(child),
+        )
+        policy = self.config.restart
+        if policy == "never" or (policy == "on-failure" and child.code == 0):
+            self.why = "child_exited"
+            self._enter(Phase.EXITED)
+            return
+        if child.ran_for >= STABLE_RUN:
+            self.failures = 0
+        self._backoff(reason)
+
+    def _backoff(self, reason: str) -> None:
+        """Plan a restart; stop what is left of the previous child first."""
+        delay = backoff_delay(self.failures)
+        self.failures += 1
+        self.restarts += 1
+        self._enter(Phase.BACKOFF)
+        self.restart_due = False
+        self.loop.set_timer("restart", time.monotonic() + delay)
+        log.warning("child_restarting", restart=self.restarts, reason=reason, delay=delay)
+        old = self.child
+        self.child = None
+        if old is not None and old.alive:
+            log.info("leftovers_stopping", pid=old.pid, grace_period=self.config.grace_period)
+            self.leftover = GroupStop(
+                self.procs,
+                old,
+                grace=self.config.grace_period,
+                signum=self.config.stop_signal or signal.SIGTERM,
+                label="leftover",
+            )
+            self.leftover.start()
+        self.procs.signal_strays(signal.SIGTERM)
+
+    def _leftover_gone(self) -> None:
+        self.leftover = None
+        if self.phase is Phase.STOPPING:  # the stop was waiting for it
+            self._stopped()
+        else:
+            self._restart_if_due()
+
+    def _restart_if_due(self) -> None:
+        if self.phase is not Phase.BACKOFF or not self.restart_due or self.leftover is not None:
+            return
+        killed = self.procs.signal_strays(signal.SIGKILL)
+        if killed:
+            log.warning("stray_processes_killed", pids=killed, why="before the restart")
+        try:
+            self._start_child()
+        except CommandError as exc:
+            log.error("child_start_failed", command=list(self.config.command), error=str(exc))
+            self._backoff("StartFailed")
+
+    def _on_timer(self, name: str) -> None:
+        if name == "restart":
+            self.restart_due = True
+            self._restart_if_due()
+        elif name == "hold":
+            log.info("term_hold_expired", waited_for=self.watcher.labels)
+            self._stop("term_hold_expired")
+        elif name == "delay" and self.phase is Phase.DELAYING:
+            self._stop(self.why)
+
+    def _completed(self) -> None:
+        """The awaited containers have completed: delay, then stop."""
+        if self.phase not in (*_CHILD_UP, Phase.BACKOFF):
+            return
+        self.why = "completed"
+        if self.phase in _CHILD_UP and self.config.stop_delay > 0:
+            self._stop_prober()
+            self._enter(Phase.DELAYING)
+            self.loop.cancel("hold")
+            self.loop.set_timer("delay", time.monotonic() + self.config.stop_delay)
+            log.info("stop_delayed", stop_delay=self.config.stop_delay)
+            return
+        self._stop("completed")
+
+    # --- the child ---------------------------------------------------------------
 
     def _start_child(self) -> None:
-        self.child = self.loop.spawn(self.config.command)
+        self.child = self.procs.spawn(self.config.command)
+        self.generation += 1
         self.oom.child_started()
-        self.restart_at = None
+        self._enter(Phase.HOLDING if self.loop.pending("hold") else Phase.RUNNING)
         log.info(
             "child_started",
             pid=self.child.pid,
@@ -139,138 +330,47 @@ class Sidecar:
             attempt=self.records.attempt,
             restarts=self.restarts,
         )
-
-    def _watch_readiness(self) -> None:
-        """Write ``.ready`` now (no probe) or when the probes first pass."""
         if not self.probes:
-            self._ready(None)
+            self._ready()
             return
         self.prober = start_prober(
-            self.loop,
+            self.procs,
             self.probes,
             label="child",
             interval=self.config.ready_interval,
             timeout=self.config.probe_timeout,
+            generation=self.generation,
         )
 
-    def _ready(self, probes: str | None) -> None:
-        pid = self.child.pid if self.child is not None else None
-        self.records.ready(pid or 0)
-        log.info("child_ready", pid=pid, probe=probes)
-
-    def _wait(self) -> str:
-        """Run until something ends the wait; return what it was."""
-        while True:
-            self._deadline = self._next_deadline()
-            self.loop.run_until(
-                self._wait_over,
-                self._on_event,
-                deadline=self._deadline,
-                tick=self.config.poll_interval,
-            )
-            if self.watcher.satisfied:
-                return "completed"
-            if self.stop_signal_received:
-                return "signal"
-            now = time.monotonic()
-            if self.hold_until is not None and now >= self.hold_until:
-                log.info("term_hold_expired", waited_for=self._targets())
-                return "term_hold_expired"
-            if self.child is not None and not self.child.running and not self._schedule_restart():
-                return "child_exited"
-            if self.restart_at is not None and now >= self.restart_at:
-                try:
-                    self._start_child()
-                except CommandError as exc:
-                    log.error(
-                        "child_start_failed", command=list(self.config.command), error=str(exc)
-                    )
-                    self._schedule_restart()
-
-    def _next_deadline(self) -> float | None:
-        deadlines = [d for d in (self.hold_until, self.restart_at) if d is not None]
-        return min(deadlines) if deadlines else None
-
-    def _wait_over(self) -> bool:
-        return (
-            self.watcher.satisfied
-            or self.stop_signal_received
-            or (self.child is not None and not self.child.running)
-            or self._next_deadline() != self._deadline  # a hold began: wait with its deadline
+    def _ready(self) -> None:
+        assert self.child is not None
+        self.records.ready(self.child.pid)
+        log.info(
+            "child_ready",
+            pid=self.child.pid,
+            probe=", ".join(map(str, self.probes)) if self.probes else None,
         )
 
-    def _on_event(self, event: Event) -> None:
-        if self.watcher.handle(event):
+    def _stop_prober(self) -> None:
+        if self.prober is not None:
+            self.prober.set()
+            self.prober = None
+
+    # --- the stop ----------------------------------------------------------------
+
+    def _stop(self, why: str) -> None:
+        self.why = why
+        self._stop_prober()
+        for timer in ("hold", "delay", "restart"):
+            self.loop.cancel(timer)
+        child = self.child
+        if child is None:  # in BACKOFF: nothing runs, but the leftovers may
+            if self.leftover is None:
+                self._enter(Phase.EXITED)
+            else:
+                self._enter(Phase.STOPPING)
             return
-        if event[0] == "ready":
-            self._ready(", ".join(map(str, self.probes)))
-        elif event[0] == "signal" and event[1] in _HOLD_SIGNALS:
-            self._on_stop_signal(event[1])
-        else:
-            forward(self.child, event)
-
-    def _on_stop_signal(self, signum: int) -> None:
-        if self.config.term_hold > 0 and self.hold_until is None:
-            self.hold_until = time.monotonic() + self.config.term_hold
-            log.info(
-                "term_hold_started",
-                signal=signal_name(signum),
-                term_hold=self.config.term_hold,
-                waiting_for=self._targets(),
-            )
-        else:
-            self.stop_signal_received = True
-            log.info("stop_signal_received", signal=signal_name(signum))
-
-    def _schedule_restart(self) -> bool:
-        """The child ended before completion: plan a restart, or say there is none."""
-        child = self.child
-        if child is not None and not child.running:
-            reason = self.oom.reason(child)
-            log.info("child_exited", before_completion=True, reason=reason, **describe_exit(child))
-            policy = self.config.restart
-            if policy == "never" or (policy == "on-failure" and child.code == 0):
-                return False
-            if time.monotonic() - child.started >= STABLE_RUN:
-                self.failures = 0
-        else:
-            reason = "StartFailed"
-        delay = backoff_delay(self.failures)
-        self.failures += 1
-        self.restarts += 1
-        self.restart_at = time.monotonic() + delay
-        log.info("child_restarting", restart=self.restarts, reason=reason, delay=delay)
-        self.child = None
-        return True
-
-    def _finish(self, why: str) -> int:
-        child = self.child
-        if why == "child_exited":
-            assert child is not None
-            self.records.done(child.exit_code, child.signal, self.oom.reason(child))
-            return self._exit(child.code, f"COMMAND exited on its own with status {child.code}")
-        if child is not None and why == "completed" and self.config.stop_delay > 0:
-            log.info("stop_delayed", stop_delay=self.config.stop_delay)
-            self.loop.run_until(
-                lambda: not child.running or self.stop_signal_received,
-                self._during_delay,
-                deadline=time.monotonic() + self.config.stop_delay,
-            )
-        if child is not None:
-            self._stop(child, why)
-        code = self._exit_code(child)
-        self.records.done(
-            code, None, "Stopped", why=why, child_exit_code=None if child is None else child.code
-        )
-        return self._exit(code, f"stopped COMMAND ({why}); exit status {code}")
-
-    def _during_delay(self, event: Event) -> None:
-        if event[0] == "signal" and event[1] in _HOLD_SIGNALS:
-            self.stop_signal_received = True  # pod deletion: stop now
-        else:
-            forward(self.child, event)
-
-    def _stop(self, child: Child, why: str) -> None:
+        self._enter(Phase.STOPPING)
         config = self.config
         actions = [f"POST {url}" for url in config.stop_http]
         if config.stop_command:
@@ -284,42 +384,66 @@ class Sidecar:
             actions=actions,
             grace_period=config.grace_period,
         )
-        self.loop.stop(
+        self.stopper = GroupStop(
+            self.procs,
             child,
-            lambda: self._request_stop(child),
-            config.grace_period,
-            lambda event: forward(child, event),
+            grace=config.grace_period,
+            signum=config.stop_signal,
+            http=config.stop_http,
+            command=config.stop_command,
         )
-        log.info("child_exited", before_completion=False, **describe_exit(child))
-        helper = self.stop_helper
-        if helper is not None:
-            if helper.running:
-                helper.signal_group(signal.SIGKILL)
-                self.loop.run_until(
-                    lambda: not helper.running, lambda _e: None, deadline=time.monotonic() + 5
-                )
-            if not helper.running:
-                log.info("stop_command_exited", pid=helper.pid, exit_code=helper.code)
+        self.stopper.start()
+        if self.stopper.done:
+            self._stopped()
 
-    def _request_stop(self, child: Child) -> None:
-        """Ask for the stop in the documented order: HTTP calls, command, signal."""
-        config = self.config
-        if config.stop_http:
-            # The calls go first and are answered (or time out) before the signal.
-            timeout = min(HTTP_TIMEOUT, max(config.grace_period, 0.1))
-            join_all(post_all(config.stop_http, timeout, event="stop_http_sent"), timeout)
-        if config.stop_command:
-            try:
-                self.stop_helper = self.loop.spawn(config.stop_command)
-            except CommandError as exc:
-                log.warning("stop_command_failed", error=str(exc))
-        if config.stop_signal is not None:
-            child.signal_group(config.stop_signal)
+    def _stopped(self) -> None:
+        stopper = self.stopper
+        if any(stop is not None and not stop.done for stop in (self.leftover, stopper)):
+            return  # the other one comes back here when it is done
+        if stopper is not None and self.child is not None and not self.child.running:
+            log.info(
+                "child_exited",
+                before_completion=False,
+                stopped_in_ms=stopper.took_ms,
+                **describe_exit(self.child),
+            )
+        self._enter(Phase.EXITED)
+
+    # --- the end -------------------------------------------------------------------
+
+    def _finish(self) -> int:
+        child = self.child
+        if self.why == "child_exited":
+            assert child is not None
+            self.records.done(child.exit_code, child.signal, self.oom.reason(child))
+            return self._exit(child.code, f"COMMAND exited on its own with status {child.code}")
+        code = self._exit_code(child)
+        self.records.done(
+            code,
+            None,
+            "Stopped",
+            why=self.why,
+            child_exit_code=None if child is None or child.running else child.code,
+        )
+        return self._exit(code, f"stopped COMMAND ({self.why}); exit status {code}")
+
+    def _already_complete(self) -> int:
+        log.info(
+            "already_complete",
+            waited_for=self.watcher.labels,
+            action="exit without starting COMMAND",
+        )
+        self._enter(Phase.EXITED)
+        if self.records.has_done():
+            self.records.lock.release()
+        else:
+            self.records.done(0, None, "AlreadyComplete")
+        return self._exit(0, "the awaited containers had already completed")
 
     def _exit_code(self, child: Child | None) -> int:
-        policy = self.config.exit_code
+        policy = self.config.exit_policy
         if policy == "child":
-            return 0 if child is None or child.status is None else child.code
+            return 0 if child is None or child.running else child.code
         if policy == "main":
             completions = self.watcher.completions
             failed = [c for c in completions if c.failed]
@@ -327,14 +451,19 @@ class Sidecar:
                 return failed[0].code_for_exit
             if completions:
                 return 0
-            return 0 if child is None or child.status is None else child.code
+            return 0 if child is None or child.running else child.code
         return 0
 
-    def _targets(self) -> list[str]:
-        return [t.label for t in self.watcher.targets]
-
     def _exit(self, code: int, summary: str) -> int:
-        self.loop.kill_strays(lambda _event: None)
+        self.procs.kill_all()
         return exiting(
             self.config.termination_log, f"{self.config.name} (sidecar): {summary}", code
         )
+
+
+def _consequence(thread: str) -> str:
+    if thread.startswith("probe-"):
+        return "this child is not reported ready"
+    if thread.startswith("calls-"):
+        return "those HTTP calls are abandoned"
+    return "none: the rescan covers it"

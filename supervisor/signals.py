@@ -1,44 +1,55 @@
-"""Signals in, signals out: capture everything catchable onto the event queue.
+"""Signals in, signals out: every catchable signal becomes an event on the loop.
 
-The handlers do nothing but put the signal number on the queue; the role's loop
-decides what each means (forward it, start a stop, reap). Handlers are installed
-before the child exists, so a signal that arrives early waits in the queue, and
-they are restored on exit, so the roles can run inside a test process.
+The handlers do nothing but post ``Signal(signum)``; the role decides what each
+means (forward it, start a stop, reap). Handlers are installed before the child
+exists, so a signal that arrives early waits in the queue, and they are restored
+on exit, so the roles can run inside a test process.
 
-Helper threads are started with every caught signal blocked: the kernel then
-delivers process-directed signals to the main thread, which is the one that
-runs Python handlers and blocks on the queue.
+The fault signals (SEGV, BUS, FPE, ILL, TRAP, SYS) get no Python handler: one
+that the supervisor's own code raised must kill it, as it would any program.
+They are blocked instead and a helper thread takes them with ``sigwaitinfo``:
+the kernel never lets a blocked fault through (it kills the process), while the
+same signal sent by another process (``kill -SEGV``) waits for that thread and
+is forwarded like any other, as tini does.
+
+Helper threads are started with every caught signal blocked, so the kernel
+delivers process-directed signals to the main thread, which runs the Python
+handlers. A helper that raises is reported to the loop as ``ThreadFailed``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import queue
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-# Never caught: uncatchable ones; SIGCHLD is caught but only to reap; SIGURG is
-# sent by runtimes (Go's preemption) and must not be relayed; the synchronous
-# faults are the supervisor's own and cannot be meaningfully forwarded.
-_UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
-_NEVER_FORWARDED = {signal.SIGCHLD, signal.SIGURG}
-_SYNCHRONOUS = {
-    signal.SIGSEGV,
-    signal.SIGBUS,
-    signal.SIGFPE,
-    signal.SIGILL,
-    signal.SIGTRAP,
-    signal.SIGSYS,
-    signal.SIGPIPE,
-}
+from supervisor.events import Event, Signal, ThreadFailed
 
-_EXCLUDED = {int(s) for s in _UNCATCHABLE | _NEVER_FORWARDED | _SYNCHRONOUS}
-FORWARDED: frozenset[int] = frozenset(int(s) for s in signal.valid_signals()) - _EXCLUDED
-CAUGHT: frozenset[int] = FORWARDED | {int(signal.SIGCHLD)}
-# Reset to default in the child: all we catch, plus what Python sets to "ignore".
-CHILD_DEFAULTS: frozenset[int] = CAUGHT | {int(signal.SIGPIPE), int(signal.SIGXFSZ)}
+# Never caught: the uncatchable ones; SIGCHLD is caught but only to reap; SIGURG
+# is sent by runtimes (Go's preemption) and must not be relayed; SIGPIPE is the
+# supervisor's own (a write to a closed pipe) and stays ignored.
+_UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
+_NEVER_FORWARDED = {signal.SIGCHLD, signal.SIGURG, signal.SIGPIPE}
+FAULTS: frozenset[int] = frozenset(
+    int(s)
+    for s in (
+        signal.SIGSEGV,
+        signal.SIGBUS,
+        signal.SIGFPE,
+        signal.SIGILL,
+        signal.SIGTRAP,
+        signal.SIGSYS,
+    )
+)
+_ALL = frozenset(int(s) for s in signal.valid_signals())
+FORWARDED: frozenset[int] = _ALL - {int(s) for s in _UNCATCHABLE | _NEVER_FORWARDED}
+HANDLED: frozenset[int] = (FORWARDED - FAULTS) | {int(signal.SIGCHLD)}
+CAUGHT: frozenset[int] = HANDLED | FAULTS
+# COMMAND starts with every disposition at its default, whatever the supervisor
+# inherited (an ignored SIGTERM or SIGHUP from a launcher must not reach it).
+CHILD_DEFAULTS: frozenset[int] = _ALL - {int(s) for s in _UNCATCHABLE}
 
 
 def signal_name(signum: int) -> str:
@@ -50,13 +61,13 @@ def signal_name(signum: int) -> str:
 
 @contextlib.contextmanager
 def captured(
-    events: queue.SimpleQueue[Any], wakeup_fd: int, *, restore: bool = True
+    post: Callable[[Event], None], wakeup_fd: int, *, restore: bool = True
 ) -> Iterator[None]:
-    """Put ``("signal", signum)`` on ``events`` for every caught signal.
+    """Post ``Signal(signum)`` for every caught signal.
 
     The kernel-level handler also writes a byte to ``wakeup_fd``, so a loop
     blocked in ``select`` on it wakes up even when the signal arrived just
-    before it went to sleep (a blocking ``queue.get`` would miss that one).
+    before it went to sleep.
 
     ``restore=False`` leaves the handlers in place: for a process that exits
     right after, where a signal's default action (a flood, a second SIGTERM)
@@ -65,12 +76,14 @@ def captured(
 
     def handler(signum: int, _frame: object) -> None:
         # NO logging, waiting or killing here: just queue the signal.
-        events.put(("signal", signum))
+        post(Signal(signum))
 
     previous: dict[int, Any] = {}
     old_wakeup = signal.set_wakeup_fd(wakeup_fd, warn_on_full_buffer=False)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FAULTS)
+    faults = _FaultWaiter(post)
     try:
-        for signum in sorted(CAUGHT):
+        for signum in sorted(HANDLED):
             try:
                 previous[signum] = signal.signal(signum, handler)
             except (OSError, ValueError):
@@ -78,14 +91,55 @@ def captured(
         yield
     finally:
         if restore:
+            faults.stop()
             for signum, old in previous.items():
                 signal.signal(signum, old)
             signal.set_wakeup_fd(old_wakeup)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
-def start_thread(target: Callable[[], None], name: str) -> threading.Thread:
-    """Start a daemon thread that never receives the process's signals."""
-    thread = threading.Thread(target=target, name=name, daemon=True)
+class _FaultWaiter:
+    """The thread that takes fault signals sent from outside (see the module doc)."""
+
+    def __init__(self, post: Callable[[Event], None]) -> None:
+        self._stopping = False
+
+        def wait() -> None:
+            while True:
+                info = signal.sigwaitinfo(FAULTS)
+                if self._stopping:
+                    return
+                post(Signal(info.si_signo))
+
+        self._thread = start_thread(wait, name="fault-signals", report=post)
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._thread.ident is not None and self._thread.is_alive():
+            with contextlib.suppress(OSError, ProcessLookupError):
+                signal.pthread_kill(self._thread.ident, signal.SIGSYS)
+            self._thread.join(1.0)
+
+
+def start_thread(
+    target: Callable[[], None],
+    name: str,
+    report: Callable[[Event], None] | None = None,
+) -> threading.Thread:
+    """Start a daemon thread that never receives the process's signals.
+
+    An exception that escapes ``target`` is posted as ``ThreadFailed(name, ...)``
+    through ``report``; the thread's owner decides what it means.
+    """
+
+    def supervised() -> None:
+        try:
+            target()
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, none is lost
+            if report is not None:
+                report(ThreadFailed(name, f"{type(exc).__name__}: {exc}"))
+
+    thread = threading.Thread(target=supervised, name=name, daemon=True)
     old = signal.pthread_sigmask(signal.SIG_BLOCK, CAUGHT)
     try:
         thread.start()  # the new thread inherits the blocked mask

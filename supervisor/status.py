@@ -11,6 +11,7 @@ from supervisor.config import DoneConfig, StatusConfig
 from supervisor.errors import SupervisorError
 from supervisor.markers import (
     KINDS,
+    DoneRecord,
     iso,
     lock_is_held,
     marker_path,
@@ -26,18 +27,12 @@ from supervisor.markers import (
 def write_done(config: DoneConfig) -> int:
     """``sidecar-supervisor done``: the completion record of a script that is not wrapped."""
     path = marker_path(config.dir, config.name, "done")
-    record = {
-        "name": config.name,
-        "exit_code": config.exit_code,
-        "signal": None,
-        "reason": config.reason,
-        "attempt": None,
-        "started_at": None,
-        "finished_at": iso(now()),
-    }
+    record = DoneRecord(
+        config.exit_code, None, config.reason, name=config.name, finished_at=iso(now())
+    )
     try:
         config.dir.mkdir(parents=True, exist_ok=True)
-        write_json(path, record)
+        write_json(path, record.to_json())
     except OSError as exc:
         raise SupervisorError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return 0

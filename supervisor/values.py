@@ -13,6 +13,10 @@ from pathlib import Path
 
 from supervisor.markers import valid_name
 
+# The longest duration any option takes (about three years): beyond it the
+# platform's timers overflow, and no Job waits that long on purpose.
+MAX_SECONDS = 100_000_000
+
 
 def duration(text: str) -> float:
     try:
@@ -21,6 +25,8 @@ def duration(text: str) -> float:
         raise ValueError(f"{text!r} is not a number of seconds") from None
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{text!r} is not a duration of zero or more seconds")
+    if value > MAX_SECONDS:
+        raise ValueError(f"{text!r} is longer than the longest duration, {MAX_SECONDS} seconds")
     return value
 
 

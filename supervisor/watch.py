@@ -1,18 +1,19 @@
-"""Detecting that the containers a sidecar waits for have completed.
+"""Deciding that what a sidecar waits for has completed.
 
-Three sources, cheapest first:
+The sources (``supervisor.sources``) each follow one thing; three kinds of
+wake-up make them look, cheapest first:
 
-1. the liveness lock: while a wrapped container runs, a helper thread blocks
-   in ``flock`` on its ``NAME.lock``; the kernel wakes it the instant the
-   wrapper exits or dies, and we then read ``NAME.done`` (no ``.done`` after a
-   ``.started`` means a hard death: failure, unknown exit code);
-2. file events (watchfiles, inotify) on the shared dir and on the folders of
-   ``--marker`` paths, for containers that have not started yet and for plain
-   ``touch``-ed markers; the watcher runs only while something needs it;
-3. a slow rescan every ``--poll-interval`` seconds, because some volumes drop
-   file events; it also finds markers that were there before we started.
+1. their own kernel waits (a lock released, a pidfd readable), posted as
+   ``SourceChanged(label)``;
+2. file events (watchfiles, inotify) on the folders of the files that could
+   end a pending source, for containers that have not started yet and for
+   plain ``touch``-ed markers; the watcher runs only while something needs it;
+3. a rescan every ``--poll-interval`` seconds on the loop's fixed schedule,
+   because some volumes drop file events; it also finds markers that were
+   there before we started and folders created after.
 
-Every source only wakes the loop; ``CompletionWatcher.check`` decides.
+Every wake-up only makes ``check`` look; ``CompletionWatcher`` decides, and
+applies ``--wait-mode`` and ``--stop-on success`` the same way for all.
 """
 
 from __future__ import annotations
@@ -21,70 +22,31 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING
 
 from supervisor import log
-from supervisor.markers import (
-    DoneRecord,
-    lock_state,
-    marker_path,
-    parse_done,
-    read_marker,
-    wait_lock_released,
-)
-from supervisor.process import Loop
+from supervisor.events import Event, SourceChanged, ThreadFailed, TimerFired
 from supervisor.signals import start_thread
+from supervisor.sources import Completion, Source, build
+
+if TYPE_CHECKING:
+    from supervisor.loop import Loop
 
 # watchfiles wakes every STEP ms to look for events: 50 ms answers a touched
 # marker in about 60 ms for about 2 ms of CPU a second, and it only runs until
 # every awaited container holds its lock.
 WATCH_STEP_MS = 50
 WATCH_DEBOUNCE_MS = 200
-
-
-class Completion(NamedTuple):
-    """One awaited container (or marker path) has completed."""
-
-    target: str
-    source: str  # "marker": a record was read; "lock": died with no record
-    exit_code: int | None
-    failed: bool
-    reason: str | None = None
-
-    @property
-    def code_for_exit(self) -> int:
-        """An exit status that reflects this completion (unknown failure: 1)."""
-        if self.exit_code is not None:
-            return self.exit_code
-        return 1 if self.failed else 0
-
-
-class _Target:
-    """One awaited container, ``--marker`` path or ``--watch-process`` pattern."""
-
-    def __init__(
-        self,
-        label: str,  # container name, marker path or process pattern, for the logs
-        done: Path | None = None,  # None for --watch-process
-        started: Path | None = None,  # None for --marker paths
-        lock: Path | None = None,
-        process: str | None = None,  # the --watch-process pattern
-    ) -> None:
-        self.label = label
-        self.done = done
-        self.started = started
-        self.lock = lock
-        self.process = process
-        self.completion: Completion | None = None
-        self.lock_thread = False
-        self.process_watch: threading.Event | None = None
-        # The failure last ignored under --stop-on success (one record or one
-        # death), so that it is not reported again; a new one replaces it.
-        self.ignored: Any = None
+RESCAN = "rescan"  # the loop timer of the periodic rescan
+FILE_WATCHER = "file-watcher"  # the thread's name, in ThreadFailed
+# A file watcher that failed is tried again only after this long (doubling),
+# never on every rescan; the rescan covers the time between.
+WATCHER_RETRY = 30.0
+WATCHER_RETRY_MAX = 600.0
 
 
 class CompletionWatcher:
-    """Tracks every awaited container and marker; ``satisfied`` says when to stop."""
+    """Tracks every source; ``satisfied`` says when to stop."""
 
     def __init__(
         self,
@@ -99,186 +61,122 @@ class CompletionWatcher:
         process_timeout: float = 60.0,
     ) -> None:
         self.loop = loop
-        self.directory = directory
         self.mode = mode
         self.stop_on_success = stop_on_success
-        self.targets = [
-            _Target(
-                label=name,
-                done=marker_path(directory, name, "done"),
-                started=marker_path(directory, name, "started"),
-                lock=marker_path(directory, name, "lock"),
-            )
-            for name in names
-        ] + [_Target(label=str(m), done=m) for m in markers]
-        if process is not None:
-            self.targets.append(_Target(label=f"process /{process}/", process=process))
-        self.process_timeout = process_timeout
+        self.sources: list[Source] = build(directory, names, markers, process, process_timeout)
+        self.found: dict[str, Completion] = {}  # label -> accepted completion
+        # The failure last ignored under --stop-on success, per source, so that
+        # the same record is not reported again; a new one replaces it.
+        self.ignored: dict[str, object] = {}
+        self._started = False
         self._fs_stop: threading.Event | None = None
         self._fs_paths: tuple[Path, ...] = ()
+        self._fs_failures = 0
+        self._fs_retry_at = 0.0
 
-    # --- decisions ------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        return [source.label for source in self.sources]
 
     @property
     def completions(self) -> list[Completion]:
-        return [t.completion for t in self.targets if t.completion is not None]
+        return [self.found[s.label] for s in self.sources if s.label in self.found]
 
     @property
     def satisfied(self) -> bool:
-        done = [t.completion is not None for t in self.targets]
+        done = [source.label in self.found for source in self.sources]
         return any(done) if self.mode == "any" else all(done)
 
-    def check(self, woken_by: str = "rescan") -> None:
-        """Look at every pending target, then run only the watchers still needed."""
-        for target in self.targets:
-            if target.completion is None:
-                self._check(target, woken_by)
+    def pending(self) -> list[Source]:
+        return [source for source in self.sources if source.label not in self.found]
+
+    # --- looking ---------------------------------------------------------------
+
+    def check(self, woken_by: str = "rescan", label: str | None = None) -> None:
+        """Ask the pending sources (or the one named) to look, then run only the
+        file watcher that is still needed."""
+        if not self._started:
+            self._started = True
+            for source in self.sources:
+                source.start(self.loop)
+        for source in self.pending():
+            if label is None or source.label == label:
+                completion = source.check()
+                if completion is not None:
+                    self._decide(source, completion, woken_by)
         self._arrange_file_watcher()
 
-    def _check(self, target: _Target, woken_by: str) -> None:
-        if target.process is not None:
-            self._watch_process(target)
-            return
-        if target.lock is not None and self._running(target):
-            return
-        assert target.done is not None
-        snapshot = read_marker(target.done)
-        if snapshot.exists:
-            record = parse_done(snapshot)
-            if record.problem is not None and ("done", snapshot.identity) != target.ignored:
-                log.warning(
-                    "marker_invalid",
-                    path=str(target.done),
-                    problem=record.problem,
-                    treated_as="completion with unknown exit code",
-                )
-            self._decide(
-                target, self._from_record(target, record), ("done", snapshot.identity), woken_by
-            )
-        elif (
-            target.started is not None
-            and target.lock is not None
-            and target.started.exists()
-            and target.lock.exists()  # a lock that was never taken cannot be released
-        ):
-            if self._running(target):  # a new attempt took the lock meanwhile
-                return
-            completion = Completion(
-                target.label, "lock", None, failed=True, reason="DiedWithoutRecord"
-            )
-            self._decide(target, completion, ("died", _identity(target.started)), woken_by)
-
-    def _decide(
-        self, target: _Target, completion: Completion, identity: Any, woken_by: str
-    ) -> None:
+    def _decide(self, source: Source, completion: Completion, woken_by: str) -> None:
         """Accept a completion, or ignore a failure once under ``--stop-on success``."""
-        if identity == target.ignored:
+        if completion.identity is not None and completion.identity == self.ignored.get(
+            source.label
+        ):
             return
         if completion.failed and self.stop_on_success:
-            target.ignored = identity
+            self.ignored[source.label] = completion.identity
             log.info(
                 "completion_ignored",
-                target=target.label,
+                target=source.label,
                 exit_code=completion.exit_code,
                 reason=completion.reason,
+                found=completion.found,
                 why="--stop-on success and it failed",
             )
             return
-        target.completion = completion
-        log.info(
+        self.found[source.label] = completion
+        source.close()
+        log.log(
+            "warning" if completion.failed else "info",
             "completion_detected",
-            target=target.label,
+            target=source.label,
             source=completion.source,
             exit_code=completion.exit_code,
+            signal=completion.signal,
             failed=completion.failed,
             reason=completion.reason,
+            found=completion.found,
             woken_by=woken_by,
         )
 
-    def _watch_process(self, target: _Target) -> None:
-        if target.process_watch is None:
-            from supervisor.procwatch import start_process_watch  # noqa: PLC0415
-
-            assert target.process is not None
-            target.process_watch = start_process_watch(
-                self.loop, target.process, label=target.label, appear_timeout=self.process_timeout
-            )
-
-    def process_event(self, label: str, what: str, pid: int | None) -> None:
-        for target in self.targets:
-            if target.label != label or target.completion is not None:
-                continue
-            target.process_watch = None
-            if what == "exited":
-                completion = Completion(label, "process", None, failed=False, reason="Exited")
-            else:
-                completion = Completion(
-                    label, "process", None, failed=True, reason="ProcessNeverAppeared"
-                )
-            self._decide(target, completion, (what, pid, time.monotonic()), woken_by="process")
-        self.check(woken_by="process")  # an ignored failure starts a new watch
-
-    @staticmethod
-    def _from_record(target: _Target, record: DoneRecord) -> Completion:
-        return Completion(target.label, "marker", record.exit_code, record.failed, record.reason)
-
-    def _running(self, target: _Target) -> bool:
-        """True while the target's wrapper holds its lock; then a thread waits on it."""
-        assert target.lock is not None
-        state = lock_state(target.lock)
-        if state == "unreadable":
-            return True  # cannot tell; its .done will still be seen through files
-        if state != "held":
-            return False
-        if not target.lock_thread:
-            target.lock_thread = True
-            lock, label = target.lock, target.label
-
-            def wait() -> None:
-                wait_lock_released(lock)
-                self.loop.post("lock", label)
-
-            start_thread(wait, name=f"lock-{label}")
+    def handle(self, event: Event) -> bool:
+        """Take a watcher's event off the loop; False if the event is not ours."""
+        match event:
+            case SourceChanged(label):
+                self.check(woken_by="files" if label is None else "source", label=label)
+            case TimerFired(name) if name == RESCAN:
+                self.check(woken_by="rescan")
+            case ThreadFailed(name, error) if name == FILE_WATCHER:
+                self._watcher_failed(error)
+            case _:
+                return False
         return True
 
-    def lock_released(self, label: str) -> None:
-        for target in self.targets:
-            if target.label == label:
-                target.lock_thread = False
-        self.check(woken_by="lock")
-
-    # --- the file watcher -----------------------------------------------------
+    # --- the file watcher -------------------------------------------------------
 
     def _arrange_file_watcher(self) -> None:
-        pending = [
-            t.done
-            for t in self.targets
-            if t.completion is None and not t.lock_thread and t.done is not None
-        ]
-        if self.satisfied or not pending:
+        files = [source.watched_file() for source in self.pending()]
+        folders = {f.parent for f in files if f is not None}
+        paths = tuple(sorted(p for p in folders if p.is_dir()))
+        if self.satisfied or not paths:
             self._stop_file_watcher()
             return
-        folders = {done.parent for done in pending}
-        paths = tuple(sorted(p for p in folders if p.is_dir()))
         if paths == self._fs_paths and self._fs_stop is not None:
             return
         self._stop_file_watcher()
-        if paths:
-            self._start_file_watcher(paths)
+        if self._fs_failures and time.monotonic() < self._fs_retry_at:
+            return  # it failed: the rescan does its work until the retry
+        self._start_file_watcher(paths)
 
     def _start_file_watcher(self, paths: tuple[Path, ...]) -> None:
         stop = threading.Event()
         loop = self.loop
-
-        def watch() -> None:
-            try:
-                _watch_files(paths, stop, lambda: loop.post("files"))
-            except Exception as exc:  # noqa: BLE001 - any failure falls back on the rescan
-                loop.post("watch_failed", f"{type(exc).__name__}: {exc}")
-
         self._fs_stop = stop
         self._fs_paths = paths
-        start_thread(watch, name="file-watcher")
+        start_thread(
+            lambda: _watch_files(paths, stop, lambda: loop.post(SourceChanged(None))),
+            name=FILE_WATCHER,
+            report=loop.post,
+        )
         log.debug("file_watcher_started", paths=[str(p) for p in paths])
 
     def _stop_file_watcher(self) -> None:
@@ -288,41 +186,24 @@ class CompletionWatcher:
         self._fs_stop = None
         self._fs_paths = ()
 
-    def watch_failed(self, error: str) -> None:
-        log.warning("file_watcher_failed", error=error, fallback="rescan")
+    def _watcher_failed(self, error: str) -> None:
+        self._fs_failures += 1
+        retry = min(WATCHER_RETRY_MAX, WATCHER_RETRY * 2 ** (self._fs_failures - 1))
+        self._fs_retry_at = time.monotonic() + retry
+        log.warning(
+            "file_watcher_failed",
+            error=error,
+            fallback="rescan",
+            failures=self._fs_failures,
+            retry_in=retry,
+        )
         self._fs_stop = None
         self._fs_paths = ()
 
     def close(self) -> None:
         self._stop_file_watcher()
-        for target in self.targets:
-            if target.process_watch is not None:
-                target.process_watch.set()
-
-    def handle(self, event: tuple[Any, ...]) -> bool:
-        """Take a watcher event off the loop; False if the event is not ours."""
-        kind = event[0]
-        if kind == "lock":
-            self.lock_released(event[1])
-        elif kind == "files":
-            self.check(woken_by="files")
-        elif kind == "tick":
-            self.check(woken_by="rescan")
-        elif kind == "watch_failed":
-            self.watch_failed(event[1])
-        elif kind == "process":
-            self.process_event(event[1], event[2], event[3])
-        else:
-            return False
-        return True
-
-
-def _identity(path: Path) -> Any:
-    try:
-        info = path.stat()
-    except OSError:
-        return None
-    return (info.st_dev, info.st_ino, info.st_mtime_ns)
+        for source in self.sources:
+            source.close()
 
 
 def _watch_files(

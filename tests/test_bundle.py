@@ -32,7 +32,7 @@ from types import ModuleType
 import pytest
 
 from supervisor import __version__, bundle
-from supervisor.config import CopyConfig
+from supervisor.config import CopyConfig, defaults
 from supervisor.errors import SupervisorError
 from tests.conftest import StartContainer
 from tests.support import SUPERVISOR, TIMEOUT, read_json, wait_until
@@ -187,7 +187,7 @@ def test_a_failed_copy_leaves_nothing_behind(
     monkeypatch.setattr(shutil, "copyfileobj", disk_full)
 
     with pytest.raises(SupervisorError, match="No space left on device"):
-        bundle.copy_bundle(CopyConfig(dest=dest, bundle=fake_bundle))
+        bundle.copy_bundle(CopyConfig(**{**defaults("copy"), "dest": dest, "bundle": fake_bundle}))
 
     assert sorted(p.name for p in dest.iterdir()) == [bundle.LOCK]  # no link, no folder
 

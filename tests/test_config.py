@@ -21,6 +21,7 @@ from supervisor.config import (
     MainConfig,
     SidecarConfig,
     StatusConfig,
+    defaults,
     resolve,
 )
 from supervisor.errors import UsageError
@@ -127,13 +128,16 @@ def test_exit_status_rejects_anything_else(text: str) -> None:
 def test_sidecar_defaults_are_the_documented_ones() -> None:
     config = sidecar()
 
-    assert config == SidecarConfig(dir=Path(DEFAULT_DIR), name="sidecar", command=COMMAND)
+    assert config == SidecarConfig(
+        **{**defaults("sidecar"), "name": "sidecar", "command": COMMAND, "wait_for": ("main",),
+           "stop_signal": 15}
+    )  # fmt: skip
     assert config.dir == Path("/run/sidecar-supervisor")
     assert (config.log_format, config.log_level) == ("auto", "info")
     assert (config.wait_for, config.wait_mode, config.marker) == (("main",), "all", ())
     assert (config.stop_on, config.stop_delay, config.stop_signal) == ("exit", 0.0, 15)
     assert (config.grace_period, config.term_hold) == (10.0, 25.0)
-    assert (config.restart, config.exit_code) == ("on-failure", "zero")
+    assert (config.restart, config.exit_policy) == ("on-failure", "zero")
 
 
 @pytest.mark.parametrize(
@@ -301,10 +305,10 @@ def test_other_commands_resolve() -> None:
     status = resolve("status", {"json": True}, env={PREFIX + "DIR": "/shared"})
 
     assert main == MainConfig(
-        dir=Path(DEFAULT_DIR), name="main", command=("./job",), grace_period=1.0
+        **{**defaults("main"), "name": "main", "command": ("./job",), "grace_period": 1.0}
     )
-    assert done == DoneConfig(dir=Path(DEFAULT_DIR), name="main", exit_code=3)
-    assert status == StatusConfig(dir=Path("/shared"), json=True)
+    assert done == DoneConfig(**{**defaults("done"), "name": "main", "exit_code": 3})
+    assert status == StatusConfig(**{**defaults("status"), "dir": Path("/shared"), "json": True})
 
 
 # --- properties ---------------------------------------------------------------------

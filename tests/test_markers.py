@@ -93,8 +93,17 @@ def test_json_record_is_read_field_by_field(tmp_path: Path) -> None:
 
     done = done_of(path)
 
-    assert done == DoneRecord(exit_code=3, signal=None, reason="Error", attempt=2)
+    assert done == DoneRecord(
+        exit_code=3,
+        signal=None,
+        reason="Error",
+        attempt=2,
+        name="main",
+        started_at="2024-01-01T00:00:00.000Z",
+        finished_at="2024-01-01T00:00:01.000Z",
+    )
     assert done.failed
+    assert done.to_json() == record  # one record type: what is read is what was written
 
 
 def test_json_record_with_exit_code_zero_is_success(tmp_path: Path) -> None:
@@ -114,7 +123,7 @@ def test_json_record_with_a_signal_counts_as_failed(tmp_path: Path) -> None:
 
     done = done_of(path)
 
-    assert done == DoneRecord(exit_code=None, signal=9, reason="Signaled")
+    assert done == DoneRecord(exit_code=None, signal=9, reason="Signaled", name="main")
     assert done.failed
 
 
@@ -547,8 +556,10 @@ def test_wait_lock_released_returns_when_the_holder_lets_go(
 
 
 @pytest.mark.timeout(10)
-def test_wait_lock_released_returns_at_once_without_a_lock_file(tmp_path: Path) -> None:
-    wait_lock_released(tmp_path / "main.lock")
+def test_wait_lock_released_raises_without_a_lock_file(tmp_path: Path) -> None:
+    """No lock is not a release: the caller must not take it for one."""
+    with pytest.raises(FileNotFoundError):
+        wait_lock_released(tmp_path / "main.lock")
 
 
 @pytest.mark.timeout(10)

@@ -18,10 +18,15 @@ from typing import Any
 import pytest
 
 from supervisor import log
+from supervisor.events import Event, Signal, SourceChanged, TimerFired
+from supervisor.loop import Loop
 from supervisor.markers import OwnLock, write_json
-from supervisor.process import Event, Loop
 from supervisor.records import OwnRecords
-from supervisor.watch import Completion, CompletionWatcher
+from supervisor.sources import Completion
+from supervisor.sources.container import ContainerSource
+from supervisor.watch import RESCAN, CompletionWatcher
+
+RESCAN_TICK = TimerFired(RESCAN)
 
 EVENT_TIMEOUT = 10.0  # a safety net for a loaded machine, never a measurement
 
@@ -93,8 +98,10 @@ def logged(monkeypatch: pytest.MonkeyPatch) -> Logged:
     return seen
 
 
-def next_event(loop: Loop, kind: str, timeout: float = EVENT_TIMEOUT) -> Event:
-    """The next event of ``kind`` on the loop's queue; other events are dropped."""
+def next_event(
+    loop: Loop, kind: type[Event], label: str | None = "main", timeout: float = EVENT_TIMEOUT
+) -> Event:
+    """The next event of ``kind`` (for ``label``) on the loop's queue; others are dropped."""
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
@@ -104,8 +111,14 @@ def next_event(loop: Loop, kind: str, timeout: float = EVENT_TIMEOUT) -> Event:
             event = loop.events.get(timeout=remaining)
         except queue.Empty:
             continue
-        if event[0] == kind:
+        if isinstance(event, kind) and getattr(event, "label", label) == label:
             return event
+
+
+def container(watcher: CompletionWatcher) -> ContainerSource:
+    source = watcher.sources[0]
+    assert isinstance(source, ContainerSource)
+    return source
 
 
 def only(watcher: CompletionWatcher) -> Completion:
@@ -150,7 +163,7 @@ def test_marker_present_before_the_first_check(shared: Path, make_watcher: MakeW
 
     assert watcher.satisfied
     completion = only(watcher)
-    assert completion == Completion("main", "marker", 3, failed=True, reason="Error")
+    assert completion[:5] == Completion("main", "marker", 3, failed=True, reason="Error")[:5]
     assert completion.code_for_exit == 3
 
 
@@ -222,17 +235,19 @@ def test_running_main_completes_when_it_releases_its_lock(
 
     watcher.check()
     watcher.check()  # every rescan while it runs
-    watcher.handle(("tick",))
+    watcher.handle(RESCAN_TICK)
 
     assert not watcher.satisfied
-    assert watcher.targets[0].lock_thread
+    assert container(watcher).waiting
     assert lock_threads("main") == 1
 
     write_json(shared / "main.done", {"name": "main", "exit_code": 0, "signal": None})
     lock.release()
 
-    assert next_event(loop, "lock") == ("lock", "main")
-    assert watcher.handle(("lock", "main"))
+    event = next_event(loop, SourceChanged)
+    assert isinstance(event, SourceChanged)
+    assert event.label == "main"
+    assert watcher.handle(event)
     assert watcher.satisfied
     completion = only(watcher)
     assert (completion.source, completion.exit_code, completion.failed) == ("marker", 0, False)
@@ -278,7 +293,7 @@ def test_hard_death_is_seen_through_the_lock_event(
 
     lock.release()  # SIGKILLed: no .done
 
-    event = next_event(loop, "lock")
+    event = next_event(loop, SourceChanged)
     watcher.handle(event)
     assert watcher.satisfied
     completion = only(watcher)
@@ -317,7 +332,7 @@ def test_main_that_starts_after_the_sidecar_is_followed_to_its_end(
     # The file watcher may still be setting up when .started appears: write it
     # again until an event comes. check() is not called: events drive the watcher.
     deadline = time.monotonic() + EVENT_TIMEOUT
-    while not watcher.targets[0].lock_thread:
+    while not container(watcher).waiting:
         assert time.monotonic() < deadline, "no file event for main.started"
         try:
             event = loop.events.get(timeout=0.5)
@@ -328,7 +343,7 @@ def test_main_that_starts_after_the_sidecar_is_followed_to_its_end(
     assert not watcher.satisfied
 
     main.done(0, None, "Completed")
-    watcher.handle(next_event(loop, "lock"))
+    watcher.handle(next_event(loop, SourceChanged))
 
     assert watcher.satisfied
     assert only(watcher).exit_code == 0
@@ -347,7 +362,7 @@ def test_stop_on_success_ignores_a_failure_once_then_takes_the_next_success(
     watcher.check()
     assert not watcher.satisfied
     watcher.check()
-    watcher.handle(("tick",))
+    watcher.handle(RESCAN_TICK)
     assert not watcher.satisfied
     assert watcher.completions == []
     reported = [e for _, e, f in logged if f.get("target") == "main"]
@@ -386,7 +401,7 @@ def test_stop_on_success_runs_through_a_failed_attempt(
     first.begin_attempt()
     watcher.check()
     first.done(1, None, "Error")
-    watcher.handle(next_event(loop, "lock"))
+    watcher.handle(next_event(loop, SourceChanged))
     assert not watcher.satisfied
 
     second = records("main")
@@ -396,7 +411,7 @@ def test_stop_on_success_runs_through_a_failed_attempt(
     watcher.check()
     assert not watcher.satisfied
     second.done(0, None, "Completed")
-    watcher.handle(next_event(loop, "lock"))
+    watcher.handle(next_event(loop, SourceChanged))
 
     assert watcher.satisfied
     assert only(watcher).exit_code == 0
@@ -411,7 +426,7 @@ def test_stop_on_success_runs_through_a_hard_death(
     first.begin_attempt()
     watcher.check()
     first.lock.release()  # OOM-killed: no .done
-    watcher.handle(next_event(loop, "lock"))
+    watcher.handle(next_event(loop, SourceChanged))
     assert not watcher.satisfied
 
     second = records("main")
@@ -420,7 +435,7 @@ def test_stop_on_success_runs_through_a_hard_death(
     watcher.check()
     assert not watcher.satisfied
     second.done(0, None, "Completed")
-    watcher.handle(next_event(loop, "lock"))
+    watcher.handle(next_event(loop, SourceChanged))
 
     assert watcher.satisfied
     assert only(watcher).exit_code == 0
@@ -522,7 +537,8 @@ def test_file_watcher_wakes_the_loop_when_a_marker_appears(
             event = loop.events.get(timeout=0.5)
         except queue.Empty:
             continue
-        assert event == ("files",)
+        assert isinstance(event, SourceChanged)
+        assert event.label is None
         assert watcher.handle(event)
 
     assert only(watcher).target == str(marker)
@@ -538,7 +554,7 @@ def test_marker_folder_created_later_is_found_by_the_rescan(
 
     marker.parent.mkdir()
     marker.touch()
-    watcher.handle(("tick",))
+    watcher.handle(RESCAN_TICK)
 
     assert watcher.satisfied
 
@@ -546,5 +562,5 @@ def test_marker_folder_created_later_is_found_by_the_rescan(
 def test_unknown_events_are_not_the_watchers(make_watcher: MakeWatcher) -> None:
     watcher = make_watcher()
 
-    assert not watcher.handle(("signal", 15))
-    assert watcher.handle(("tick",))
+    assert not watcher.handle(Signal(15))
+    assert watcher.handle(RESCAN_TICK)

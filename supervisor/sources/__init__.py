@@ -1,0 +1,79 @@
+"""Completion sources: the ways a sidecar learns that what it serves has finished.
+
+A source follows one thing (a wrapped container, a marker path, a process) and
+speaks a small protocol:
+
+- ``start(loop)``: begin any waiting in the background (a thread blocked in the
+  kernel); such a thread only ever posts ``SourceChanged(label)``;
+- ``check()``: look now; a ``Completion`` or None while pending;
+- ``watched_file()``: the file whose appearance could end it, while no kernel
+  wait covers it (the file watcher watches its folder), else None;
+- ``close()``: stop the background work.
+
+``build`` is the one registry: adding a source is a module and a line there.
+A source's background thread that fails does not die silently: the source
+notes the error, wakes the loop, and ``check`` says what it means for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from supervisor.loop import Loop
+
+
+class Completion(NamedTuple):
+    """One awaited container (or marker path, or process) has completed."""
+
+    target: str
+    source: str  # "marker": a record was read; "lock": died with no record; "process"
+    exit_code: int | None
+    failed: bool
+    reason: str | None = None
+    signal: int | None = None
+    identity: Any = None  # what was seen, so an ignored failure is not counted twice
+    found: str | None = None  # what was seen, in words, when it is not a record
+
+    @property
+    def code_for_exit(self) -> int:
+        """The status Kubernetes would show for it: the exit code, 128+N for a
+        death by signal N, 1 for a failure with neither, 0 for an unknown success."""
+        if self.exit_code is not None:
+            return self.exit_code
+        if self.signal is not None:
+            return 128 + self.signal
+        return 1 if self.failed else 0
+
+
+class Source(Protocol):
+    label: str  # container name, marker path or process pattern, for the logs
+
+    def start(self, loop: Loop) -> None: ...
+
+    def check(self) -> Completion | None: ...
+
+    def watched_file(self) -> Path | None: ...
+
+    def close(self) -> None: ...
+
+
+def build(
+    directory: Path,
+    names: tuple[str, ...],
+    markers: tuple[Path, ...] = (),
+    process: str | None = None,
+    process_timeout: float = 60.0,
+) -> list[Source]:
+    """The sources of a sidecar's configuration, in the order they are checked."""
+    from supervisor.sources.container import ContainerSource  # noqa: PLC0415
+    from supervisor.sources.marker import MarkerSource  # noqa: PLC0415
+
+    sources: list[Source] = [ContainerSource(directory, name) for name in names]
+    sources += [MarkerSource(path) for path in markers]
+    if process is not None:
+        from supervisor.sources.process import ProcessSource  # noqa: PLC0415 - loads psutil
+
+        sources.append(ProcessSource(process, process_timeout))
+    return sources

@@ -1,0 +1,157 @@
+"""A wrapped container: its lock says it runs, its ``.done`` says how it ended.
+
+While the container's wrapper holds ``NAME.lock`` a helper thread blocks in
+``flock`` on it; the kernel wakes it the instant the wrapper exits or dies,
+however (SIGKILL and OOM included). Then ``NAME.done`` is read; a wrapper that
+was seen running and left no record died without one: a failed completion
+with an unknown exit code (docs/PROTOCOL.md, "Detecting completion").
+
+A lock that cannot be used (a symlink, a FIFO, another user's file we cannot
+open) is reported once; completion is then seen through ``NAME.done`` alone.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from supervisor import log
+from supervisor.events import Event, SourceChanged, ThreadFailed
+from supervisor.markers import lock_state, marker_path, parse_done, read_marker, wait_lock_released
+from supervisor.signals import start_thread
+from supervisor.sources import Completion
+
+if TYPE_CHECKING:
+    from supervisor.loop import Loop
+
+
+class ContainerSource:
+    def __init__(self, directory: Path, name: str) -> None:
+        self.label = name
+        self.done = marker_path(directory, name, "done")
+        self.started = marker_path(directory, name, "started")
+        self.lock = marker_path(directory, name, "lock")
+        self.loop: Loop | None = None
+        self.waiting = False  # a thread is blocked on the lock
+        self.seen_running = False  # we saw the lock held by its wrapper
+        self.wait_failed: str | None = None  # the lock thread's error: rescans only
+        self.reported: set[str] = set()  # problems logged once
+
+    def start(self, loop: Loop) -> None:
+        self.loop = loop
+
+    def check(self) -> Completion | None:
+        if self.waiting:
+            return None  # the kernel wakes the thread when the lock is released
+        state = lock_state(self.lock)
+        if state == "held":
+            self.seen_running = True
+            self._wait_for_release()
+            return None
+        if state == "unreadable":
+            self._report_once(
+                "lock_unusable",
+                path=str(self.lock),
+                problem=_describe(self.lock),
+                consequence=f"completion is seen through {self.done.name} only; "
+                "a hard death of that container cannot be seen",
+            )
+        snapshot = read_marker(self.done)
+        if snapshot.exists:
+            record = parse_done(snapshot)
+            if record.problem is not None:
+                self._report_once(
+                    f"invalid {snapshot.identity}",
+                    event="marker_invalid",
+                    path=str(self.done),
+                    problem=record.problem,
+                    treated_as="completion with unknown exit code",
+                )
+            return Completion(
+                self.label,
+                "marker",
+                record.exit_code,
+                record.failed,
+                record.reason,
+                record.signal,
+                identity=("done", snapshot.identity),
+            )
+        if state == "unreadable":
+            return None
+        if self.seen_running or (state == "free" and self.started.exists()):
+            # Its wrapper ran and is gone, and left no record.
+            found = "lock released" if state == "free" else f"{self.lock.name} is gone"
+            self.seen_running = False
+            return Completion(
+                self.label,
+                "lock",
+                None,
+                failed=True,
+                reason="DiedWithoutRecord",
+                identity=("died", _identity(self.started)),
+                found=f"{found}, no {self.done.name}",
+            )
+        return None
+
+    def _wait_for_release(self) -> None:
+        loop = self.loop
+        if loop is None or self.wait_failed is not None:
+            return  # no thread: the rescan looks at the lock
+        self.waiting = True
+
+        def wait() -> None:
+            wait_lock_released(self.lock)
+            self.waiting = False
+            loop.post(SourceChanged(self.label))
+
+        def failed(event: Event) -> None:
+            assert isinstance(event, ThreadFailed)
+            self.wait_failed = event.error
+            self.waiting = False
+            loop.post(SourceChanged(self.label))
+
+        start_thread(wait, name=f"lock-{self.label}", report=failed)
+
+    def watched_file(self) -> Path | None:
+        if self.wait_failed is not None and "wait_failed" not in self.reported:
+            self._report_once(
+                "wait_failed",
+                event="lock_wait_failed",
+                path=str(self.lock),
+                error=self.wait_failed,
+                fallback="rescan",
+            )
+        return None if self.waiting else self.done
+
+    def close(self) -> None:
+        """Nothing to stop: the lock thread is a daemon blocked in the kernel."""
+
+    def _report_once(self, key: str, event: str | None = None, **fields: Any) -> None:
+        if key in self.reported:
+            return
+        self.reported.add(key)
+        log.warning(event or key, target=self.label, **fields)
+
+
+def _describe(path: Path) -> str:
+    """Why a lock file cannot be used, in a few words."""
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symlink"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    mode = info.st_mode & 0o777
+    return f"cannot be opened by uid {os.getuid()} (owner uid {info.st_uid}, mode {mode:o})"
+
+
+def _identity(path: Path) -> Any:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_mtime_ns)
