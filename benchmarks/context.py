@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import PY, ROOT, UNSHARE
+from benchmarks.harness import PY, ROOT
+from supervisor.harness import UNSHARE
 
 TOOLS = ("tini", "dumb-init", "hyperfine", "pgrep", "unshare")
 

@@ -1,5 +1,8 @@
 """Process plumbing: start "containers", read what they print, read /proc, clean up.
 
+A ``Proc`` is a ``supervisor.harness.Process`` (the one harness the tests and
+the demo use too) with the benchmarks' reading of workload lines.
+
 Every process runs in its own session; a ``Pod`` kills every process it
 started, and then every descendant of this process, when it closes (the
 runner is a child subreaper, so orphans are re-parented to it and found).
@@ -11,33 +14,26 @@ namespaces); the harness only compares them.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import json
 import os
-import queue
-import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import psutil
 
 from benchmarks.model import Series
+from supervisor.harness import UNSHARE, Process, poll_until
 
 PY = sys.executable  # the real interpreter, never a shim
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = Path(__file__).resolve().parent / "workloads"
 SUPERVISOR = (PY, "-m", "supervisor")
-UNSHARE = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child")
 SAFETY = 30.0  # seconds: a safety net on a loaded machine, never a measurement
 ENV = {"SIDECAR_SUPERVISOR_LOG_FORMAT": "json"}
-_PR_SET_CHILD_SUBREAPER = 36
 
 
 def workload(name: str, *args: str | os.PathLike[str], site: bool = False) -> list[str]:
@@ -56,17 +52,10 @@ def ms(nanoseconds: int) -> float:
 
 def wait_until(predicate: Callable[[], Any], timeout: float = SAFETY, pause: float = 0.002) -> Any:
     """Poll ``predicate`` until it is truthy; its value, or None after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(pause)
+    return poll_until(predicate, timeout, pause)
 
 
-class Proc:
+class Proc(Process):
     """One process (optionally PID 1 of a new PID namespace) with its stdout read by lines."""
 
     def __init__(
@@ -78,49 +67,21 @@ class Proc:
         env: dict[str, str] | None = None,
     ) -> None:
         self.namespaced = namespace
-        self.log = log
-        prefix = list(UNSHARE) if namespace else []
-        self.started_ns = now_ns()  # right before the fork and exec
-        self._stderr: IO[bytes] | None = open(log, "wb") if log else None  # noqa: SIM115 - closed in close()
-        self.popen = subprocess.Popen(
-            [*prefix, *(os.fspath(a) for a in argv)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr or subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=ROOT,
-            env={**os.environ, **ENV, **(env or {})},
-        )
-        self.lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self.output: list[str] = []
         self._unread: list[list[str]] = []
-        self.first_line_ns: int | None = None  # when the first line arrived here
-        self._events: list[dict[str, Any]] = []
-        self._log_offset = 0
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.popen.stdout is not None
-        for raw in self.popen.stdout:
-            if self.first_line_ns is None:
-                self.first_line_ns = now_ns()
-            self.lines.put(raw.decode(errors="replace").rstrip("\n"))
-        self.lines.put(None)
+        super().__init__(
+            [*(UNSHARE if namespace else ()), *argv],
+            env={**os.environ, **ENV, **(env or {})},
+            cwd=ROOT,
+            log=log,
+            stdin=True,
+        )
 
     @property
     def pid(self) -> int:
         """The wrapper's pid as seen from here (inside a namespace: unshare's child)."""
         if not self.namespaced:
             return self.popen.pid
-
-        def inner() -> int | None:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                children = psutil.Process(self.popen.pid).children()
-                return children[0].pid if children else None
-            return None
-
-        pid: int | None = wait_until(inner)
+        pid = self.first_child(SAFETY, pause=0.002)
         if pid is None:
             raise RuntimeError("no process appeared inside the PID namespace")
         return pid
@@ -134,24 +95,16 @@ class Proc:
         for at, words in enumerate(self._unread):
             if words[0] == word:
                 return self._unread.pop(at)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            try:
-                line = self.lines.get(timeout=remaining)
-            except queue.Empty:
-                return None
-            if line is None:
-                self.lines.put(None)
-                return None
-            self.output.append(line)
+
+        def starts(line: str) -> list[str] | None:
             words = line.split()
             if words and words[0] == word:
                 return words
             if words:
                 self._unread.append(words)
+            return None
+
+        return self.wait_for_line(starts, timeout)
 
     def stamp(self, word: str, timeout: float = SAFETY) -> int | None:
         """The monotonic_ns at the end of the next ``word ... NS`` line."""
@@ -160,25 +113,7 @@ class Proc:
 
     def send(self, data: bytes = b"go\n") -> None:
         """Write to the process's stdin (workloads read their go from there)."""
-        assert self.popen.stdin is not None
-        self.popen.stdin.write(data)
-        self.popen.stdin.flush()
-
-    def events(self) -> list[dict[str, Any]]:
-        """The supervisor's JSON log lines so far (read on from where the last call stopped)."""
-        if self.log is None or not self.log.exists():
-            return self._events
-        with open(self.log, "rb") as log:
-            log.seek(self._log_offset)
-            data = log.read()
-        complete = data[: data.rfind(b"\n") + 1]
-        self._log_offset += len(complete)
-        for line in complete.splitlines():
-            with contextlib.suppress(ValueError):
-                obj = json.loads(line)
-                if isinstance(obj, dict):
-                    self._events.append(obj)
-        return self._events
+        super().send(data)
 
     def count(self, name: str) -> int:
         return sum(1 for e in self.events() if e.get("event") == name)
@@ -195,32 +130,11 @@ class Proc:
         need(wait_until(lambda: self.event(name), pause=0.005), f"no {name} event in {self.log}")
 
     def wait(self, timeout: float = SAFETY) -> int | None:
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def kill(self) -> None:
-        """SIGKILL the process group (in a namespace, PID 1's death ends the rest)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(10)
+        return super().wait(timeout)
 
     def close(self) -> None:
-        """Release the pipes and the log, once every process that could write is gone.
-
-        The reader thread sees end of file only when the last writer (a grandchild
-        may hold stdout) is dead; closing the pipe under it would block on its lock.
-        """
-        self._reader.join(5)
-        streams = [self.popen.stdin] + ([] if self._reader.is_alive() else [self.popen.stdout])
-        for stream in streams:
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        if self._stderr is not None:
-            self._stderr.close()
+        """Release the pipes and the log (see ``Process.release``)."""
+        self.release(5)
 
 
 class Pod:
@@ -257,12 +171,6 @@ class Pod:
         reap_all()
         for proc in self.procs:
             proc.close()
-
-
-def become_subreaper() -> None:
-    """Adopt orphaned descendants, so that cleanup can find and reap them."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def _reap_nohang() -> None:

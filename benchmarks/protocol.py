@@ -1,11 +1,11 @@
-"""The shared-volume contract (SPEC.md), written by the harness itself.
+"""The shared-volume protocol (docs/PROTOCOL.md), written by the harness itself.
 
 A ``FakeMain`` does to the shared folder what a main's wrapper does -- takes
 ``NAME.lock`` with an exclusive flock, removes a stale ``NAME.done``, writes
 ``NAME.started``, later writes ``NAME.done`` atomically and drops the lock --
 without an interpreter per main. It lets one process stand for a hundred mains,
-or for a main restarted a thousand times. It follows the documented contract
-only, never the supervisor's code.
+or for a main restarted a thousand times. It follows docs/PROTOCOL.md only
+("The lock", "Attempts", "Writing"), never the supervisor's code.
 """
 
 from __future__ import annotations

@@ -47,8 +47,9 @@ from benchmarks.context import (
     machine,
     namespaces_work,
 )
-from benchmarks.harness import ENV, PY, ROOT, SUPERVISOR, become_subreaper, reap_all, workload
+from benchmarks.harness import ENV, PY, ROOT, SUPERVISOR, reap_all, workload
 from benchmarks.model import Figure, Series, Spec
+from supervisor.harness import become_subreaper
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 

@@ -14,18 +14,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import Any, TextIO
+
+from supervisor.harness import LogTail, Process, namespace_prefix
 
 MAIN_SCRIPT = (
     'echo "main container is starting..."; '
@@ -53,34 +52,31 @@ SHOWN_EVENTS = {
 class Container:
     name: str
     argv: list[str]
-    proc: subprocess.Popen[bytes] | None = None
-    started: float = 0.0
+    log: Path  # its stderr: the supervisor's JSON log
+    process: Process | None = None
     ended: float | None = None
     events: dict[str, float] = field(default_factory=dict)  # event -> wall-clock time
 
     @property
+    def started(self) -> float:
+        assert self.process is not None
+        return self.process.started_ns / 1e9
+
+    @property
     def exit_code(self) -> int | None:
-        if self.proc is None or self.proc.returncode is None:
+        if self.process is None or self.process.popen.returncode is None:
             return None
-        code = self.proc.returncode
+        code = self.process.popen.returncode
         return 128 - code if code < 0 else code
 
 
-def namespace_prefix() -> list[str]:
-    """``unshare`` so that each container's process is PID 1 of its own namespace."""
-    if shutil.which("unshare") is None:
-        return []
-    candidates = [["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]]
-    if os.geteuid() != 0:
-        candidates = [["unshare", "--user", "--map-root-user", *candidates[0][1:]]]
-    for prefix in candidates:
-        try:
-            probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=10, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if probe.returncode == 0:
-            return prefix
-    return []
+def _timestamp(line: str) -> str:
+    """The ISO timestamp of a JSON log line (they sort as text); "" for other lines."""
+    with contextlib.suppress(ValueError):
+        event = json.loads(line)
+        if isinstance(event, dict):
+            return str(event.get("timestamp", ""))
+    return ""
 
 
 class Demo:
@@ -89,14 +85,23 @@ class Demo:
         self.task_seconds = task_seconds
         self.out = out
         self.colour = out.isatty()
-        self.lines: queue.SimpleQueue[tuple[str, str, bool]] = queue.SimpleQueue()
-        self.dir = Path(tempfile.mkdtemp(prefix="sidecar-supervisor-demo-"))
-        self.prefix = namespace_prefix()
+        self.root = Path(tempfile.mkdtemp(prefix="sidecar-supervisor-demo-"))
+        self.dir = self.root / "emptyDir"  # shared by the containers; their logs beside it
+        self.dir.mkdir()
+        self.prefix = list(namespace_prefix(map_root=True, timeout=10))
         self.containers = [
-            Container("sidecar", self._argv("sidecar", SIDECAR_SCRIPT.format(tick=task_seconds))),
-            Container("main", self._argv("main", MAIN_SCRIPT.format(task=task_seconds))),
+            Container(
+                "sidecar",
+                self._argv("sidecar", SIDECAR_SCRIPT.format(tick=task_seconds)),
+                self.root / "sidecar.log",
+            ),
+            Container(
+                "main",
+                self._argv("main", MAIN_SCRIPT.format(task=task_seconds)),
+                self.root / "main.log",
+            ),
         ]
-        self.readers: list[threading.Thread] = []
+        self.tails = {c.name: LogTail(c.log) for c in self.containers}
 
     def _argv(self, role: str, script: str) -> list[str]:
         command = ["sh", "-c", script]
@@ -130,15 +135,6 @@ class Demo:
         self.out.write(f"{label} {line}\n")
         self.out.flush()
 
-    def _read(self, container: Container, stream: IO[bytes], from_supervisor: bool) -> None:
-        for raw in stream:
-            text = raw.decode(errors="replace").rstrip("\n")
-            if from_supervisor:
-                text = self._render_event(container, text) or ""
-                if not text:
-                    continue
-            self.lines.put((container.name, text, from_supervisor))
-
     def _render_event(self, container: Container, line: str) -> str | None:
         try:
             event: dict[str, Any] = json.loads(line)
@@ -156,35 +152,28 @@ class Demo:
         )
         return f"{name} {fields}".rstrip()
 
-    def _drain(self) -> None:
-        while True:
-            try:
-                name, line, from_supervisor = self.lines.get_nowait()
-            except queue.Empty:
-                return
-            self._show(name, line, from_supervisor)
+    def _drain(self, wait: float = 0.0) -> bool:
+        """Show what the containers printed, then what their supervisors logged (in the
+        order of the log's timestamps), since the last call; True if there was any.
+
+        ``wait``: how long to wait for a container to close its stdout (at the end).
+        """
+        started = [c for c in self.containers if c.process is not None]
+        printed = [(c, line) for c in started if c.process for line in c.process.rest(wait)]
+        for container, line in printed:
+            self._show(container.name, line, False)
+        logged = [(c, line) for c in started for line in self.tails[c.name].lines()]
+        logged.sort(key=lambda entry: _timestamp(entry[1]))
+        for container, line in logged:
+            text = self._render_event(container, line)
+            if text:
+                self._show(container.name, text, True)
+        return bool(printed or logged)
 
     # --- running ----------------------------------------------------------------
 
     def _start(self, container: Container) -> None:
-        container.proc = subprocess.Popen(
-            container.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        container.started = time.monotonic()
-        for stream, from_supervisor in (
-            (container.proc.stdout, False),
-            (container.proc.stderr, True),
-        ):
-            assert stream is not None  # PIPE was asked for
-            reader = threading.Thread(
-                target=self._read, args=(container, stream, from_supervisor), daemon=True
-            )
-            reader.start()
-            self.readers.append(reader)
+        container.process = Process(container.argv, log=container.log)
 
     def _pump_until(self, done: Any, deadline: float | None = None) -> bool:
         """Show output until ``done()``; False if ``deadline`` came first."""
@@ -192,14 +181,11 @@ class Demo:
             if deadline is not None and time.monotonic() >= deadline:
                 self._drain()
                 return False
-            try:
-                name, line, from_supervisor = self.lines.get(timeout=0.05)
-            except queue.Empty:
-                pass
-            else:
-                self._show(name, line, from_supervisor)
+            if not self._drain():
+                time.sleep(0.02)
             for container in self.containers:
-                if container.ended is None and container.proc and container.proc.poll() is not None:
+                process = container.process
+                if container.ended is None and process is not None and not process.running:
                     container.ended = time.monotonic()
         return True
 
@@ -227,9 +213,7 @@ class Demo:
         else:
             hold = max(3 * self.task_seconds, 1.0)
             self._pump_until(lambda: sidecar.ended is not None, time.monotonic() + hold)
-        for reader in self.readers:
-            reader.join(timeout=1)
-        self._drain()
+        self._drain(wait=1)
         return self._summary()
 
     def _summary(self) -> int:
@@ -276,18 +260,9 @@ class Demo:
     def close(self) -> None:
         """Stop every process of every container, then remove the shared dir."""
         for container in self.containers:
-            proc = container.proc
-            if proc is None:
-                continue
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+            if container.process is not None:
+                container.process.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def run_demo(*, with_supervisor: bool, task_seconds: float = 1.0, out: TextIO = sys.stdout) -> int:

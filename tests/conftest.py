@@ -8,7 +8,6 @@ fails the test.
 
 from __future__ import annotations
 
-import ctypes
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -16,14 +15,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from supervisor.harness import become_subreaper
 from tests.support import Container
-
-_PR_SET_CHILD_SUBREAPER = 36
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    become_subreaper()
 
 
 def _reap_zombies() -> None:

@@ -50,13 +50,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import queue
 import re
 import shlex
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -67,13 +65,13 @@ from typing import Any
 
 import psutil
 
-from tests.support import SUPERVISOR, TIMEOUT, can_unshare, wait_until
+from supervisor.harness import UNSHARE, Process, kill_tree
+from tests.support import SUPERVISOR, TIMEOUT, can_unshare
 
 TOOL = "sidecar-supervisor"
 IMAGE = "registry.example/sidecar-supervisor"  # the examples' name for the Dockerfile's image
 ENTRYPOINTS: dict[str, tuple[str, ...]] = {IMAGE: (TOOL,)}  # each image's ENTRYPOINT
 DEFAULT_DIR = "/run/sidecar-supervisor"
-UNSHARE = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child")
 DEFAULT_GRACE = 30.0  # terminationGracePeriodSeconds when the pod does not say
 LEFTOVER_GRACE = 5.0  # for a process that is exiting right now, before it counts as left over
 
@@ -302,11 +300,9 @@ class RunningContainer:
         self.outcome = ContainerOutcome(
             spec.name, init=spec.init, native_sidecar=spec.native_sidecar
         )
-        self.procs: list[subprocess.Popen[bytes]] = []  # one per attempt
-        self.lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self.seen: list[str] = []  # lines already taken by expect()
-        self.logs: list[Path] = []
-        self._threads: list[threading.Thread] = []
+        self.procs: list[Process] = []  # one per attempt
+        self._reading = 0  # the attempt whose output expect() reads
+        self._waiters: list[threading.Thread] = []
         self._killed_attempts: set[int] = set()
 
     @property
@@ -314,7 +310,7 @@ class RunningContainer:
         return self.spec.name
 
     @property
-    def proc(self) -> subprocess.Popen[bytes] | None:
+    def proc(self) -> Process | None:
         """The current (last) attempt's process."""
         return self.procs[-1] if self.procs else None
 
@@ -324,52 +320,40 @@ class RunningContainer:
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and self.proc.running
 
     @property
     def ended(self) -> bool:
         """Started, and every attempt's exit recorded: no restart is under way."""
         return 0 < self.attempts == len(self.outcome.exit_codes)
 
+    @property
+    def seen(self) -> list[str]:
+        """The lines already taken by expect(), of every attempt."""
+        return [line for proc in self.procs for line in proc.output]
+
     def was_killed(self, attempt: int) -> bool:
         return attempt in self._killed_attempts
 
     def start(self) -> None:
         attempt = self.attempts
-        log = self.pod.workdir / "logs" / f"{self.name}.{attempt}.stderr"
-        self.logs.append(log)
-        with open(log, "wb") as stderr:
-            proc = subprocess.Popen(
-                [*self.pod.prefix(), *self.spec.argv],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                env=self.spec.env,
-                cwd=self.pod.workdir,
-                start_new_session=True,
-            )
+        proc = Process(
+            [*self.pod.prefix(), *self.spec.argv],
+            env=self.spec.env,
+            cwd=self.pod.workdir,
+            log=self.pod.workdir / "logs" / f"{self.name}.{attempt}.stderr",
+        )
         self.procs.append(proc)
-        reader = threading.Thread(target=self._read, args=(proc,), daemon=True)
         waiter = threading.Thread(target=self._wait, args=(proc, attempt), daemon=True)
-        for thread in (reader, waiter):
-            thread.start()
-            self._threads.append(thread)
+        waiter.start()
+        self._waiters.append(waiter)
 
-    def _read(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        with proc.stdout:
-            for raw in proc.stdout:
-                line = raw.decode(errors="replace").rstrip("\n")
-                self.outcome.output.append(line)
-                self.lines.put(line)
-        self.lines.put(None)
-
-    def _wait(self, proc: subprocess.Popen[bytes], attempt: int) -> None:
-        proc.wait()
+    def _wait(self, proc: Process, attempt: int) -> None:
+        proc.popen.wait()
         self.pod.events.put((self.name, attempt))
 
     def record_exit(self, attempt: int) -> int:
-        returncode = self.procs[attempt].wait()
+        returncode = self.procs[attempt].popen.wait()
         if attempt in self._killed_attempts and self.pod.isolated:
             # unshare and nsenter 2.38 report a namespaced child's death by a
             # signal as status 1; the runtime would report 128+9.
@@ -381,22 +365,11 @@ class RunningContainer:
     def first_process(self) -> int | None:
         """The container's first process (its PID 1 where namespaced), seen from here."""
         proc = self.proc
-        if proc is None or proc.poll() is not None:
+        if proc is None or not proc.running:
             return None
         if not self.pod.isolated:
-            return proc.pid
-
-        def inner() -> int | bool | None:
-            if proc.poll() is not None:
-                return True
-            try:
-                children = psutil.Process(proc.pid).children()
-            except psutil.NoSuchProcess:
-                return True
-            return children[0].pid if children else None
-
-        found = wait_until(inner, what=f"the first process of {self.name}")
-        return None if found is True else int(found)
+            return proc.popen.pid
+        return proc.first_child(TIMEOUT)
 
     def signal(self, signum: int) -> None:
         pid = self.first_process()
@@ -416,51 +389,43 @@ class RunningContainer:
             return
         self._killed_attempts.add(self.attempts - 1)
         self.outcome.killed = True
-        try:
-            first = psutil.Process(pid)
-            tree = [first, *first.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return
-        for process in reversed(tree):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
+        kill_tree(pid)
 
     def expect(self, pattern: str, timeout: float = TIMEOUT) -> re.Match[str]:
-        """Block until the container prints a line matching ``pattern``."""
+        """Block until the container prints a line matching ``pattern`` (attempts in order)."""
         deadline = time.monotonic() + timeout
-        while True:
+        while self._reading < self.attempts:
+            proc = self.procs[self._reading]
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"{self.name}: no line matching {pattern!r}; got {self.seen}")
-            try:
-                line = self.lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise AssertionError(f"{self.name}: output ended before {pattern!r}: {self.seen}")
-            self.seen.append(line)
-            match = re.search(pattern, line)
+            match = proc.wait_for_line(lambda line: re.search(pattern, line), remaining)
             if match:
                 return match
+            if not proc.eof or self._reading + 1 >= self.attempts:
+                break
+            self._reading += 1
+        raise AssertionError(f"{self.name}: no line matching {pattern!r}; got {self.seen}")
 
     def events(self) -> list[dict[str, Any]]:
         """The supervisor's JSON log lines of every attempt so far."""
-        found: list[dict[str, Any]] = []
-        for log in self.logs:
-            for line in log.read_text(errors="replace").splitlines():
-                if line.startswith("{"):
-                    with contextlib.suppress(ValueError):
-                        found.append(json.loads(line))
-        return found
+        return [event for proc in self.procs for event in proc.events()]
 
-    def join(self) -> None:
-        for thread in self._threads:
-            thread.join(TIMEOUT)
+    def stop(self) -> None:
+        """Kill whatever of it still runs; release every attempt's pipes and log."""
+        for proc in self.procs:
+            proc.stop(TIMEOUT)
+        for waiter in self._waiters:
+            waiter.join(TIMEOUT)
 
     def close(self) -> ContainerOutcome:
-        self.join()
+        for waiter in self._waiters:
+            waiter.join(TIMEOUT)
+        for proc in self.procs:
+            proc.rest(TIMEOUT)
+            proc.release(TIMEOUT)
+        self.outcome.output = [line for proc in self.procs for line in proc.output]
         self.outcome.events = self.events()
-        self.outcome.stderr = "".join(log.read_text(errors="replace") for log in self.logs)
+        logs = [proc.log for proc in self.procs if proc.log is not None]
+        self.outcome.stderr = "".join(log.read_text(errors="replace") for log in logs)
         self.outcome.termination_message = self.spec.termination_log.read_text().strip()
         return self.outcome
 
@@ -488,7 +453,7 @@ class Pod:
         self.isolated = namespaces and can_unshare()
         self.max_restarts = max_restarts
         self.events: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
-        self._pause: subprocess.Popen[bytes] | None = None
+        self._pause: Process | None = None
         self._pause_pid: int | None = None
         self._gave_up: list[str] = []
         self._failed_init = False
@@ -543,31 +508,17 @@ class Pod:
         return list(UNSHARE)
 
     def _start_pause(self) -> None:
-        self._pause = subprocess.Popen(
-            [*UNSHARE, sys.executable, "-c", PAUSE],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            start_new_session=True,
+        self._pause = Process(
+            [*UNSHARE, sys.executable, "-c", PAUSE], log=self.workdir / "logs" / "pause.stderr"
         )
-        assert self._pause.stdout is not None
-        if self._pause.stdout.readline().strip() != b"paused":
+        if self._pause.readline(TIMEOUT) != "paused":
             raise RuntimeError("the shared PID namespace's pause did not start")
-        self._pause_pid = psutil.Process(self._pause.pid).children()[0].pid
+        self._pause_pid = self._pause.first_child(TIMEOUT)
 
     def _stop_pause(self) -> None:
-        pause = self._pause
-        if pause is None:
-            return
-        if pause.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pause.pid, signal.SIGKILL)
-            if self._pause_pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self._pause_pid, signal.SIGKILL)
-        pause.wait(TIMEOUT)
-        if pause.stdout is not None:
-            pause.stdout.close()
-        self._pause = None
+        if self._pause is not None:
+            self._pause.stop(TIMEOUT)  # unshare, and the pause with it
+            self._pause = None
 
     # --- the kubelet's loop ------------------------------------------------------------
 
@@ -673,7 +624,7 @@ class Pod:
         """
         ours = set(self._before)
         if self._pause is not None:
-            ours |= {self._pause.pid, self._pause_pid or -1}
+            ours |= {self._pause.popen.pid, self._pause_pid or -1}
         candidates = []
         for proc in psutil.Process().children(recursive=True):
             with contextlib.suppress(psutil.NoSuchProcess):
@@ -691,11 +642,8 @@ class Pod:
         """Kill whatever still runs (a test that failed half-way)."""
         for container in self._all.values():
             container.kill()
-            if container.proc is not None:
-                container.proc.wait(TIMEOUT)
+            container.stop()
         self._stop_pause()
-        for container in self._all.values():
-            container.join()
 
 
 @contextlib.contextmanager

@@ -23,12 +23,13 @@ from typing import Any, Literal
 
 import pytest
 
+from supervisor.harness import UNSHARE
 from tests.support import SUPERVISOR, TIMEOUT, Container, can_unshare, wait_until
 
 RestartPolicy = Literal["Never", "OnFailure", "Always"]
 MEMORY_ROOT = Path("/sys/fs/cgroup/memory")
 MIB = 1024 * 1024
-NAMESPACE = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child")
+NAMESPACE = UNSHARE
 
 
 def exit_code(returncode: int) -> int:

@@ -67,7 +67,7 @@ def test_top_level_help_names_the_commands_and_the_variables() -> None:
 
 
 COMMON = ("--dir", "--name", "--log-format", "--log-level")
-SPEC_FLAGS = {  # SPEC.md's option tables
+DOCUMENTED_FLAGS = {  # the README's option tables ("Options")
     "sidecar": (
         *COMMON,
         *("--wait-for", "--wait-mode", "--marker", "--watch-process", "--stop-on"),
@@ -85,11 +85,11 @@ SPEC_FLAGS = {  # SPEC.md's option tables
 
 
 def _help_cases() -> list[tuple[str, str]]:
-    """SPEC.md's flags and every flag of the option table, per command."""
+    """The README's flags and every flag of the option table, per command."""
     return [
         (command, flag)
-        for command, spec_flags in SPEC_FLAGS.items()
-        for flag in sorted(set(spec_flags) | {option.flag for option in OPTIONS[command]})
+        for command, documented in DOCUMENTED_FLAGS.items()
+        for flag in sorted(set(documented) | {option.flag for option in OPTIONS[command]})
     ]
 
 

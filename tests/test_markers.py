@@ -1,9 +1,10 @@
 """The shared-volume files: tolerant ``.done`` reads, atomic writes, the liveness lock.
 
-SPEC.md, "The shared volume": readers take an empty ``.done``, a decimal integer or
-the JSON object; anything else (a file over 64 KiB, something that is not a
-regular file, a symlink) still counts as completion with an unknown exit code, and
-a marker never causes a hang. Writes are atomic and never go through a symlink.
+docs/PROTOCOL.md, "Reading .done", "Writing" and "Reading": readers take an empty
+``.done``, a decimal integer or the JSON object; anything else (a file over 64 KiB,
+something that is not a regular file, a symlink) still counts as completion with an
+unknown exit code, and a marker never causes a hang. Writes are atomic and never go
+through a symlink.
 """
 
 from __future__ import annotations

@@ -346,7 +346,8 @@ def test_sidecar_signals_when_the_stop_endpoint_hangs(
 
     assert primary.wait() == 0
     assert side.wait() == 0
-    # POSTed before the signal (SPEC): by now it has arrived or it never will.
+    # POSTed before the signal (README, "The `sidecar` role", step 4): by now it has
+    # arrived or it never will.
     server.wait_for("POST", "/hang", timeout=10)
     assert side.rest_of_output() == [str(int(signal.SIGTERM))]
     assert stopped_exit(side)["signal"] == "SIGTERM"

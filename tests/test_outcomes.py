@@ -1,4 +1,7 @@
-"""The Kubernetes outcomes of SPEC.md, row by row, with real processes.
+"""The Kubernetes outcomes a Job pod must reach, row by row, with real processes.
+
+The records and the lock they rely on are those of docs/PROTOCOL.md ("The lock",
+"Attempts").
 
 Each container is a real supervisor in its own PID namespace, all sharing one
 directory as the pod's ``emptyDir``; ``tests.kubelet.Kubelet`` plays the

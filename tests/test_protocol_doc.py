@@ -1,0 +1,107 @@
+"""docs/PROTOCOL.md stays true to the code: names, fields, limits, and the citations of it.
+
+The records are produced by the real commands (a sidecar stopped by its main,
+the ``done`` command), so a field the code starts writing fails this test until
+the document describes it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+from supervisor import markers
+from tests.conftest import StartContainer
+from tests.support import HERE, SUPERVISOR, TIMEOUT, wait_until
+
+ROOT = HERE.parent
+DOC = ROOT / "docs" / "PROTOCOL.md"
+CITATION = re.compile(r'PROTOCOL\.md,?[ (]*((?:"[^"]+"(?:,| and| or)?\s?)+)')
+
+
+def sections() -> dict[str, str]:
+    """The document's ``##`` sections: heading -> text."""
+    parts = re.split(r"^## (.+)$", DOC.read_text(), flags=re.M)
+    return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts), 2)}
+
+
+def documented_fields() -> dict[str, set[str]]:
+    """The fields of each record's table in "Records", by kind (started, ready, done)."""
+    fields: dict[str, set[str]] = {}
+    kind = None
+    for line in sections()["Records"].splitlines():
+        heading = re.match(r"`NAME\.(\w+)`", line)
+        if heading:
+            kind = heading.group(1)
+            fields[kind] = set()
+        row = re.match(r"\| `(\w+)` \|", line)
+        if row and kind is not None:
+            fields[kind].add(row.group(1))
+    return fields
+
+
+def records_written(start: StartContainer, shared: Path) -> dict[str, list[dict[str, object]]]:
+    """Every kind of record the commands write: both roles, a stopped sidecar, ``done``."""
+    side = start("sidecar", "--dir", shared, "--name", "s", "--wait-for", "m", "--", "sleep", "60")
+    wait_until((shared / "s.ready").exists, what="s.ready")
+    main = start("main", "--dir", shared, "--name", "m", "--", "true")
+    assert main.wait() == 0
+    assert side.wait() == 0
+    subprocess.run(
+        [*SUPERVISOR, "done", "--dir", shared, "--name", "x", "--exit-code", "3"],
+        check=True,
+        timeout=TIMEOUT,
+    )
+    found: dict[str, list[dict[str, object]]] = {"started": [], "ready": [], "done": []}
+    for path in sorted(shared.iterdir()):
+        kind = path.suffix.lstrip(".")
+        if kind in found:
+            found[kind].append(json.loads(path.read_text()))
+    assert [len(found[k]) for k in ("started", "ready", "done")] == [2, 1, 3], found
+    return found
+
+
+def test_every_field_written_is_documented_and_no_other(
+    start: StartContainer, shared: Path
+) -> None:
+    documented = documented_fields()
+    written = records_written(start, shared)
+    assert set(documented) == set(written)
+    for kind, records in written.items():
+        keys = {key for record in records for key in record}
+        assert keys <= documented[kind], f"NAME.{kind}: undocumented {keys - documented[kind]}"
+        assert documented[kind] <= keys, f"NAME.{kind}: never written {documented[kind] - keys}"
+    stopped = next(r for r in written["done"] if r["reason"] == "Stopped")
+    assert stopped["why"] == "completed"
+
+
+def test_the_name_pattern_is_the_code_s() -> None:
+    block = re.search(r"^    (\S+)$", sections()["Names"], flags=re.M)
+    assert block is not None
+    assert block.group(1) == markers.NAME_PATTERN.pattern
+
+
+def test_the_limits_and_modes_are_the_code_s() -> None:
+    assert markers.MAX_MARKER_BYTES == 64 * 1024
+    assert "64 KiB (65,536 bytes)" in sections()["Reading"]
+    assert f"mode {markers.FILE_MODE:04o}" in sections()["Modes"]
+    assert f"gives it mode {markers.DIR_MODE:04o}" in sections()["Modes"]
+    for kind in markers.KINDS:
+        assert f"`NAME.{kind}`" in sections()["Files"], kind
+    assert "1 to 9 digits" in sections()["Reading .done"]
+
+
+def test_the_sections_cited_by_tests_and_benchmarks_exist() -> None:
+    headings = set(sections())
+    cited: list[tuple[str, str]] = []
+    for folder in ("tests", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*.py")) + sorted((ROOT / folder).glob("*.md")):
+            if path == Path(__file__):
+                continue
+            for match in CITATION.finditer(path.read_text()):
+                cited += [(path.name, name) for name in re.findall(r'"([^"]+)"', match.group(1))]
+    assert cited, "nothing cites docs/PROTOCOL.md"
+    missing = [(file, name) for file, name in cited if name not in headings]
+    assert not missing, missing
