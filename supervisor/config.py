@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from supervisor import __version__
 from supervisor.errors import UsageError
 from supervisor.log import FORMATS, LEVELS
 from supervisor.values import (
@@ -374,8 +373,9 @@ INJECT = (
     Option(
         "--image",
         text,
-        f"sidecar-supervisor:{__version__}",
-        "the image that carries the bundle, for the init container that copies it",
+        None,
+        "the image built from the Dockerfile, for the init container that copies the bundle "
+        "(required: no image is published)",
         metavar="IMAGE",
     ),
     Option(
@@ -389,10 +389,30 @@ INJECT = (
         "--entrypoint",
         entrypoint,
         (),
-        "the command of a container that has none in the manifest",
+        "the command of a container that has none in the manifest (its image's ENTRYPOINT; "
+        "the image's CMD is then not used: give it as args)",
         repeat=True,
         metavar="NAME=CMD",
     ),
+    Option(
+        "--preset",
+        choice("istio", "linkerd"),
+        None,
+        "the mesh that injects a proxy into these pods, when the manifest does not show it "
+        "(namespace-level injection); default: from the pod's labels and annotations",
+    ),
+)
+
+CHECK = (
+    Option(
+        "--file",
+        path,
+        Path("-"),
+        "the manifest to read (Jobs, CronJobs, Pods, Lists); - for standard input",
+        metavar="FILE",
+        short="-f",
+    ),
+    Option("--format", choice("text", "json"), "text", "text: one line per finding; json"),
 )
 
 OPTIONS: dict[str, tuple[Option, ...]] = {
@@ -402,6 +422,7 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
     "status": COMMON + STATUS,
     "demo": DEMO,
     "inject": INJECT,
+    "check": CHECK,
     "copy": tuple(option for option in COMMON if option.flag != "--dir") + COPY,
 }
 
@@ -478,9 +499,15 @@ class StatusConfig(NamedTuple):
 class InjectConfig(NamedTuple):
     file: Path = Path("-")
     main: tuple[str, ...] = ()
-    image: str = f"sidecar-supervisor:{__version__}"
+    image: str | None = None
     native: bool = False
     entrypoint: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    preset: str | None = None
+
+
+class CheckConfig(NamedTuple):
+    file: Path = Path("-")
+    format: str = "text"
 
 
 class DemoConfig(NamedTuple):
@@ -496,7 +523,14 @@ class CopyConfig(NamedTuple):
 
 
 Config = (
-    SidecarConfig | MainConfig | DoneConfig | StatusConfig | DemoConfig | InjectConfig | CopyConfig
+    SidecarConfig
+    | MainConfig
+    | DoneConfig
+    | StatusConfig
+    | DemoConfig
+    | InjectConfig
+    | CheckConfig
+    | CopyConfig
 )
 
 
@@ -554,6 +588,8 @@ def resolve(
         return DemoConfig(**values)
     if command == "inject":
         return InjectConfig(**values)
+    if command == "check":
+        return CheckConfig(**values)
     if command == "copy":
         dest = given.get("dest")
         if not dest:
