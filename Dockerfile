@@ -3,6 +3,10 @@
 # The sidecar-supervisor image: the tool on a slim Python, run as a non-root user.
 #
 #   docker build -t registry.example/sidecar-supervisor:0.1.0 .
+#   docker push registry.example/sidecar-supervisor:0.1.0
+#
+# registry.example stands for your registry: no image is published. The
+# examples and `sidecar-supervisor inject --image` use the same name.
 #
 # Use it as it is (the examples in examples/ do: command/args or compose
 # `command` choose the role), or as a base layer for your own helper:

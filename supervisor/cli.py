@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from supervisor import __version__, log
 from supervisor.config import (
     OPTIONS,
+    CheckConfig,
     CopyConfig,
     DemoConfig,
     DoneConfig,
@@ -74,6 +75,10 @@ COMMANDS = {
     "inject": (
         "rewrite a Job, CronJob or Pod manifest to use the supervisor (or native sidecars)",
         f"{PROG} inject [-f FILE] [OPTIONS]",
+    ),
+    "check": (
+        "report every reason a Job, CronJob or Pod would hang or fail because of its sidecars",
+        f"{PROG} check [-f FILE] [--format text|json]",
     ),
     "copy": (
         "copy the self-contained bundle into DEST (an init container's job); print its path",
@@ -243,6 +248,10 @@ def _dispatch(config: Any) -> int:
         from supervisor.inject import run_inject  # noqa: PLC0415
 
         return run_inject(config)
+    if isinstance(config, CheckConfig):
+        from supervisor.check import run_check  # noqa: PLC0415
+
+        return run_check(config)
     if isinstance(config, CopyConfig):
         log.configure(config.log_format, config.log_level, role="copy")
         from supervisor.bundle import copy_bundle  # noqa: PLC0415

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
 
-from supervisor import __version__
 from supervisor.errors import UsageError
 from supervisor.values import (
     boolean,
@@ -48,6 +47,8 @@ OnReadyTimeout = Literal["fail", "start"]
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 Preset = Literal["istio", "linkerd", "cloud-sql-proxy"]
+MeshPreset = Literal["istio", "linkerd"]
+CheckFormat = Literal["text", "json"]
 
 
 def one_of(kind: Any) -> Callable[[str], str]:
@@ -390,8 +391,9 @@ INJECT = (
     Option(
         "--image",
         text,
-        f"sidecar-supervisor:{__version__}",
-        "the image that carries the bundle, for the init container that copies it",
+        None,
+        "the image built from the Dockerfile, for the init container that copies the bundle "
+        "(required: no image is published)",
         metavar="IMAGE",
     ),
     Option(
@@ -405,10 +407,30 @@ INJECT = (
         "--entrypoint",
         entrypoint,
         (),
-        "the command of a container that has none in the manifest",
+        "the command of a container that has none in the manifest (its image's ENTRYPOINT; "
+        "the image's CMD is then not used: give it as args)",
         repeat=True,
         metavar="NAME=CMD",
     ),
+    Option(
+        "--preset",
+        one_of(MeshPreset),
+        None,
+        "the mesh that injects a proxy into these pods, when the manifest does not show it "
+        "(namespace-level injection); default: from the pod's labels and annotations",
+    ),
+)
+
+CHECK = (
+    Option(
+        "--file",
+        path,
+        Path("-"),
+        "the manifest to read (Jobs, CronJobs, Pods, Lists); - for standard input",
+        metavar="FILE",
+        short="-f",
+    ),
+    Option("--format", one_of(CheckFormat), "text", "text: one line per finding; json"),
 )
 
 OPTIONS: dict[str, tuple[Option, ...]] = {
@@ -418,6 +440,7 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
     "status": COMMON + STATUS,
     "demo": DEMO,
     "inject": INJECT,
+    "check": CHECK,
     "copy": tuple(option for option in COMMON if option.flag != "--dir") + COPY,
 }
 
@@ -497,9 +520,15 @@ class StatusConfig(NamedTuple):
 class InjectConfig(NamedTuple):
     file: Path
     main: tuple[str, ...]
-    image: str
+    image: str | None
     native: bool
     entrypoint: tuple[tuple[str, tuple[str, ...]], ...]
+    preset: MeshPreset | None
+
+
+class CheckConfig(NamedTuple):
+    file: Path
+    format: CheckFormat
 
 
 class DemoConfig(NamedTuple):
@@ -520,7 +549,14 @@ def defaults(command: str) -> dict[str, Any]:
 
 
 Config = (
-    SidecarConfig | MainConfig | DoneConfig | StatusConfig | DemoConfig | InjectConfig | CopyConfig
+    SidecarConfig
+    | MainConfig
+    | DoneConfig
+    | StatusConfig
+    | DemoConfig
+    | InjectConfig
+    | CheckConfig
+    | CopyConfig
 )
 
 
@@ -579,6 +615,8 @@ def resolve(
         return DemoConfig(**values)
     if command == "inject":
         return InjectConfig(**values)
+    if command == "check":
+        return CheckConfig(**values)
     if command == "copy":
         dest = given.get("dest")
         if not dest:
