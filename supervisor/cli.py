@@ -12,10 +12,12 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from supervisor import __version__, log
 from supervisor.config import (
+    DEFAULT_DIR,
     OPTIONS,
     CheckConfig,
     CopyConfig,
@@ -26,9 +28,10 @@ from supervisor.config import (
     Option,
     SidecarConfig,
     StatusConfig,
+    env_name,
     resolve,
 )
-from supervisor.errors import SupervisorError, UsageError
+from supervisor.errors import LockBusyError, SupervisorError, UsageError
 
 PROG = "sidecar-supervisor"
 
@@ -222,13 +225,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(config)
     except SupervisorError as exc:
         say(f"{PROG}: error: {exc}")
+        if head[:1] == ["main"] and not isinstance(exc, LockBusyError):
+            _record_failure(head, exc)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
 
 
+# Descriptors a role needs at the most at once: the standard three, the loop's
+# pipe, the lock, a record being written, a probe's socket, the file watcher's
+# inotify, a pidfd, a /proc listing, a module being imported, and some room.
+MIN_FILES = 16
+
+
+def _check_file_limit() -> None:
+    """Raise the soft limit on open files to the hard one; refuse a hopeless one.
+
+    Far too few descriptors would fail somewhere in the middle (a record not
+    written, a probe that cannot connect); refusing at once is one clear line,
+    and the main's failed record is still written (``_record_failure``).
+    """
+    import resource  # noqa: PLC0415 - a C module, loaded in microseconds
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    if soft != resource.RLIM_INFINITY and soft < MIN_FILES:
+        raise SupervisorError(
+            f"only {soft} open files are allowed (ulimit -n); the supervisor needs at least "
+            f"{MIN_FILES}"
+        )
+
+
+def _record_failure(head: list[str], exc: SupervisorError) -> None:
+    """The main wrapper fails before its role runs: leave a failed ``.done`` where
+    the sidecars look for it, so that they do not wait for a record that will never
+    come. The dir and name are taken from the flags as far as they can be read."""
+    from supervisor.records import write_failure  # noqa: PLC0415 - failures only
+
+    found = {"dir": os.environ.get(env_name("--dir")) or DEFAULT_DIR, "name": ""}
+    found["name"] = os.environ.get(env_name("--name")) or "main"
+    for at, arg in enumerate(head):
+        for key in found:
+            if arg == f"--{key}" and at + 1 < len(head):
+                found[key] = head[at + 1]
+            elif arg.startswith(f"--{key}="):
+                found[key] = arg.partition("=")[2]
+    reason = "UsageError" if isinstance(exc, UsageError) else "StartFailed"
+    write_failure(Path(found["dir"]), found["name"], exc.exit_code, reason, str(exc))
+
+
 def _dispatch(config: Any) -> int:
     if isinstance(config, SidecarConfig | MainConfig):
+        _check_file_limit()
         role = "sidecar" if isinstance(config, SidecarConfig) else "main"
         log.configure(config.log_format, config.log_level, role=role, name=config.name)
         if isinstance(config, SidecarConfig):

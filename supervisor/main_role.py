@@ -74,6 +74,8 @@ def run(config: MainConfig, *, restore_signals: bool = True) -> int:
 
 def gate_probes(config: MainConfig) -> tuple[Probe, ...]:
     """What must be ready before COMMAND starts, checked in this order."""
+    if not (config.wait_ready or config.wait_tcp or config.wait_http):
+        return ()
     from supervisor.probes import Probe, file_probe  # noqa: PLC0415 - only gates need them
 
     return (
@@ -214,7 +216,7 @@ class Main:
         self._close_gates()
         config = self.config
         try:
-            self.child = child = self.procs.spawn(config.command)
+            self.child = child = self.procs.spawn(config.command, terminal=True)
         except CommandError as exc:
             log.error("child_start_failed", command=list(config.command), error=str(exc))
             self._not_started(exc.exit_code, exc.reason, f"COMMAND could not start: {exc}")

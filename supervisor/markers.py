@@ -137,7 +137,9 @@ class DoneRecord(NamedTuple):
     name: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
-    why: str | None = None  # sidecars: what ended the wait
+    why: str | None = (
+        None  # what ended it (sidecars: the wait; a wrapper that never ran: the error)
+    )
     child_exit_code: int | None = None  # sidecars: the status COMMAND ended with
     problem: str | None = None  # readers: set when the file was not a valid record
 
@@ -159,6 +161,7 @@ class DoneRecord(NamedTuple):
         }
         if self.why is not None:
             record["why"] = self.why
+        if self.child_exit_code is not None:
             record["child_exit_code"] = self.child_exit_code
         return record
 
@@ -282,6 +285,8 @@ def lock_state(path: Path) -> str:
     except OSError:
         return "unreadable"
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "unreadable"  # a directory or a FIFO: no wrapper locks those
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return "held"

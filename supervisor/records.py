@@ -7,6 +7,7 @@ main still exits with COMMAND's status.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ class OwnRecords:
                 "pid": os.getpid(),
                 "attempt": self.attempt,
                 "started_at": iso(self.started_at),
+                # False: no lock is held for this attempt, so a free lock says nothing
+                "locked": self.lock.held,
             },
         )
 
@@ -120,6 +123,23 @@ class OwnRecords:
             log.error("marker_write_failed", path=str(path), error=exc.strerror or str(exc))
             return False
         return True
+
+
+def write_failure(directory: Path, name: str, exit_code: int, reason: str, error: str) -> None:
+    """A failed ``NAME.done`` from a wrapper that could not start its role at all.
+
+    Not written when the name is not valid, the directory is missing (no volume
+    is mounted there: nobody would read it), or another live wrapper holds the
+    lock (the record is that wrapper's to write). The caller has already said
+    what went wrong in one line; a record that cannot be written adds none.
+    """
+    from supervisor.markers import lock_state, valid_name  # noqa: PLC0415
+
+    if not valid_name(name) or lock_state(marker_path(directory, name, "lock")) == "held":
+        return
+    record = DoneRecord(exit_code, None, reason, name=name, finished_at=iso(now()), why=error)
+    with contextlib.suppress(OSError):
+        write_json(marker_path(directory, name, "done"), record.to_json())
 
 
 def write_termination_log(path: Path, line: str) -> None:

@@ -182,7 +182,11 @@ def test_missing_command_is_one_line(tmp_path: Path) -> None:
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert "COMMAND" in lines[0]
-    assert list(tmp_path.iterdir()) == []
+    # The main never ran: its failed record tells the sidecars, who would wait otherwise.
+    assert [p.name for p in tmp_path.iterdir()] == ["main.done"]
+    record = json.loads((tmp_path / "main.done").read_text())
+    assert (record["exit_code"], record["reason"]) == (2, "UsageError")
+    assert "COMMAND" in record["why"]
 
 
 # --- precedence: flag > variable > default ---------------------------------------------

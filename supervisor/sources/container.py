@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from supervisor import log
 from supervisor.events import Event, SourceChanged, ThreadFailed
-from supervisor.markers import lock_state, marker_path, parse_done, read_marker, wait_lock_released
+from supervisor.markers import (
+    lock_state,
+    marker_path,
+    parse_done,
+    read_json,
+    read_marker,
+    wait_lock_released,
+)
 from supervisor.signals import start_thread
 from supervisor.sources import Completion
 
@@ -80,7 +87,7 @@ class ContainerSource:
             )
         if state == "unreadable":
             return None
-        if self.seen_running or (state == "free" and self.started.exists()):
+        if self.seen_running or (state == "free" and self._started_locked()):
             # Its wrapper ran and is gone, and left no record.
             found = "lock released" if state == "free" else f"{self.lock.name} is gone"
             self.seen_running = False
@@ -94,6 +101,11 @@ class ContainerSource:
                 found=f"{found}, no {self.done.name}",
             )
         return None
+
+    def _started_locked(self) -> bool:
+        """A ``.started`` is there and its wrapper says it holds the lock."""
+        started = read_json(self.started)
+        return started is not None and started.get("locked", True) is not False
 
     def _wait_for_release(self) -> None:
         loop = self.loop
