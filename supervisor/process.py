@@ -49,6 +49,7 @@ class Child:
         self.started = time.monotonic()
         self.status: int | None = None  # raw wait status once reaped
         self.exited = threading.Event()  # set by the reaper, for helper threads
+        self.stopped = False  # the reaper saw it stop (SIGSTOP, SIGTSTP, ...)
 
     @property
     def running(self) -> bool:
@@ -95,6 +96,10 @@ class Child:
     @property
     def group_alive(self) -> bool:
         return self.signal_group(0)
+
+    def continue_group(self) -> None:
+        self.stopped = False
+        self.signal_group(signal.SIGCONT)
 
     @property
     def alive(self) -> bool:
@@ -157,11 +162,45 @@ def children_of_self() -> list[int]:
     return sorted(set(pids))
 
 
+class Terminal:
+    """The terminal on our stdin, if any, and which process group has it.
+
+    COMMAND runs in a group of its own, so a terminal that stayed ours would stop
+    it at its first read (SIGTTIN) or write (SIGTTOU with ``tostop``). Each
+    COMMAND gets it as it starts (``tcsetpgrp``, as tini does), and a SIGCONT in
+    case it already tried; the supervisor then ignores SIGTTIN and SIGTTOU, so its
+    own writes from the background never stop it.
+    """
+
+    def __init__(self) -> None:
+        self.holder: int | None = None  # the group we handed it to
+
+    def give(self, pgid: int) -> None:
+        try:
+            if not os.isatty(0):
+                return
+            foreground = os.tcgetpgrp(0)
+        except OSError:
+            return
+        if foreground not in (os.getpgrp(), self.holder):
+            return  # we are a background job, or somebody else has it: leave it
+        for signum in (signal.SIGTTOU, signal.SIGTTIN):
+            signal.signal(signum, signal.SIG_IGN)
+        try:
+            os.tcsetpgrp(0, pgid)
+        except OSError:
+            return
+        self.holder = pgid
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGCONT)
+
+
 class Processes:
     """Every child we started, and the reaper the loop calls on SIGCHLD."""
 
     def __init__(self, loop: Loop) -> None:
         self.loop = loop
+        self.terminal = Terminal()
         self.children: dict[int, Child] = {}
         # Helper threads spawn probe commands; spawning and registering under
         # this lock means the reaper never meets a child it does not know yet.
@@ -169,14 +208,19 @@ class Processes:
         self._subreaper = False
         loop.reaper = self.reap
 
-    def spawn(self, argv: Sequence[str]) -> Child:
-        """Start a process whose exit the loop will reap; safe from any thread."""
+    def spawn(self, argv: Sequence[str], *, terminal: bool = False) -> Child:
+        """Start a process whose exit the loop will reap; safe from any thread.
+
+        ``terminal``: COMMAND, which gets the terminal if we have one (main thread).
+        """
         if not self._subreaper:
             # Before the first child: one that exits at once may leave orphans.
             self._subreaper = become_subreaper()
         with self._lock:
             child = spawn(argv)
             self.children[child.pid] = child
+        if terminal:
+            self.terminal.give(child.pid)
         return child
 
     def reap(self) -> list[Event]:
@@ -184,11 +228,14 @@ class Processes:
         exited: list[Event] = []
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED)
             except ChildProcessError:
                 break
             if pid == 0:
                 break
+            if os.WIFSTOPPED(status):
+                self._stopped(pid, os.WSTOPSIG(status))
+                continue
             with self._lock:
                 child = self.children.pop(pid, None)
             if child is not None:  # else an adopted orphan: reaping it was the point
@@ -196,6 +243,21 @@ class Processes:
                 child.exited.set()
                 exited.append(ChildExited(child))
         return exited
+
+    def _stopped(self, pid: int, signum: int) -> None:
+        """One of our children stopped: say so; give back a terminal it lacked."""
+        child = self.children.get(pid)
+        if child is None:
+            return
+        child.stopped = True
+        log.warning(
+            "child_stopped",
+            pid=pid,
+            signal=signal_name(signum),
+            hint="it waits for SIGCONT; a stop request also continues it",
+        )
+        if signum in (signal.SIGTTIN, signal.SIGTTOU) and self.terminal.holder == pid:
+            self.terminal.give(pid)
 
     def strays(self) -> list[int]:
         """Live children we did not start: descendants that left their group and
@@ -236,11 +298,19 @@ class Processes:
             log.error("stray_processes_survived_sigkill", pids=left)
 
 
+_ENDING = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP})
+
+
 def forward(child: Child | None, signum: int) -> None:
-    """Relay a signal to the child's process group, if there is anything of it."""
+    """Relay a signal to the child's process group, if there is anything of it.
+
+    A stopped COMMAND also gets SIGCONT after a signal that asks it to end, so that
+    it can act on it before a grace period runs out."""
     if child is not None and child.alive:
         log.debug("signal_forwarded", signal=signal_name(signum), pid=child.pid)
         child.signal_group(signum)
+        if child.stopped and signum in _ENDING:
+            child.continue_group()
 
 
 def describe_exit(child: Child) -> dict[str, Any]:
@@ -270,8 +340,8 @@ class GroupStop:
     """Stop one child's whole process group, driven by the loop's events.
 
     The request goes in the documented order: the HTTP calls (beside the loop,
-    answered or timed out), the stop command, the stop signal (with SIGCONT, so
-    a stopped group can act on it). ``grace`` seconds after ``start`` the group
+    answered or timed out), the stop command, the stop signal (with SIGCONT when
+    COMMAND is stopped, so that it can act on it). ``grace`` seconds after ``start`` the group
     gets SIGKILL, whatever is still pending; ``KILL_WAIT`` later we give up on
     a process the kernel cannot kill. ``done`` is set when nothing of the group
     is left (or we gave up).
@@ -323,7 +393,8 @@ class GroupStop:
                 log.warning("stop_command_failed", error=str(exc))
         if self.signum is not None and self.child.alive:
             self.child.signal_group(self.signum)
-            self.child.signal_group(signal.SIGCONT)
+            if self.child.stopped:  # it must be able to act on it
+                self.child.continue_group()
 
     def handle(self, event: Event) -> bool:
         """Take the events that are this stop's; False for any other."""

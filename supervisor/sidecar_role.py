@@ -319,7 +319,7 @@ class Sidecar:
     # --- the child ---------------------------------------------------------------
 
     def _start_child(self) -> None:
-        self.child = self.procs.spawn(self.config.command)
+        self.child = self.procs.spawn(self.config.command, terminal=True)
         self.generation += 1
         self.oom.child_started()
         self._enter(Phase.HOLDING if self.loop.pending("hold") else Phase.RUNNING)

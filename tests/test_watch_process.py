@@ -198,3 +198,53 @@ def test_bad_regex_is_a_usage_error(shared: Path) -> None:
     assert "--watch-process" in lines[0]
     assert "Traceback" not in result.stderr
     assert list(shared.iterdir()) == []  # nothing started, nothing written
+
+
+def test_two_sidecars_with_one_pattern_never_watch_each_other(tmp_path: Path, shared: Path) -> None:
+    """Two ``--watch-process`` sidecars in one pod, started before the main, with a
+    pattern that also matches their own command lines (``main.sh``, no brackets):
+    neither takes the other supervisor for the main; each says its pattern found
+    only a supervisor, and both stop once the real main has exited."""
+    layout = Pod(tmp_path, shared)
+    loose = "main.sh"
+
+    def sidecar(name: str) -> str:
+        return shlex.join(
+            [*SUPERVISOR, "sidecar", "--dir", str(shared), "--name", name,
+             "--watch-process", loose, "--", *PRINT_SIGNALS]
+        )  # fmt: skip
+
+    gate = f"read _ < {shlex.quote(str(layout.gate))}"
+    script = tmp_path / "pod.sh"
+    script.write_text(
+        "\n".join(
+            [f"{sidecar('side-a')} &", "a=$!", f"{sidecar('side-b')} &", "b=$!", gate,
+             f"sh {shlex.quote(str(layout.main))}", 'wait "$a"; ca=$?', 'wait "$b"; cb=$?',
+             'echo "codes $ca $cb"']
+        ) + "\n"
+    )  # fmt: skip
+    pod = RawContainer([*NAMESPACE, "sh", str(script)], tmp_path / "pod.log")
+    try:
+        pod.expect(READY)
+        pod.expect(READY)
+        warned = wait_until(
+            lambda: (
+                {e["name"] for e in logged(pod, "process_pattern_matches_a_supervisor")}
+                == {"side-a", "side-b"}
+                or None
+            ),
+            what="both sidecars to say their pattern found only a supervisor",
+        )
+        assert warned
+        assert not has_event(pod, "process_found")
+
+        open_fifo(layout.gate)  # the main starts only now
+        pod.expect("main-up")
+        wait_until(lambda: len(logged(pod, "process_found")) == 2, what="both find the main")
+        for found in logged(pod, "process_found"):
+            assert found["cmdline"] == ["sh", str(layout.main)]
+        open_fifo(layout.exit)
+        assert pod.wait() == 0
+        assert sorted(pod.rest_of_output()) == sorted(["main-exiting", TERM, TERM, "codes 0 0"])
+    finally:
+        pod.close()

@@ -75,5 +75,5 @@ def build(
     if process is not None:
         from supervisor.sources.process import ProcessSource  # noqa: PLC0415 - loads psutil
 
-        sources.append(ProcessSource(process, process_timeout))
+        sources.append(ProcessSource(process, process_timeout, directory))
     return sources

@@ -15,6 +15,7 @@ it ignores one). psutil is imported here only, so sidecars without
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import select
@@ -34,20 +35,57 @@ if TYPE_CHECKING:
 APPEAR_POLL = 0.1  # seconds between looks for a process that has not appeared yet
 
 
-def _find(psutil: Any, pattern: re.Pattern[str], me: int) -> Any:
+PROGRAM = "sidecar-supervisor"
+
+
+def is_supervisor(cmdline: list[str]) -> bool:
+    """A command line of this tool, any role, any path to it: the console script,
+    the bundle, ``python -m supervisor``, or a shell's ``-c`` string that runs it."""
+    if any(a == "-m" and b == "supervisor" for a, b in itertools.pairwise(cmdline)):
+        return True
+    return any(os.path.basename(word) == PROGRAM for arg in cmdline[:3] for word in arg.split())
+
+
+def wrapper_pids(directory: Path | None) -> set[int]:
+    """The pids the wrappers announced in their ``NAME.started`` records (in a shared
+    PID namespace they are the same pids we see)."""
+    from supervisor.markers import read_json  # noqa: PLC0415
+
+    pids: set[int] = set()
+    if directory is None:
+        return pids
+    try:
+        names = [e for e in os.listdir(directory) if e.endswith(".started")]
+    except OSError:
+        return pids
+    for name in names:
+        record = read_json(directory / name)
+        pid = record.get("pid") if record is not None else None
+        if isinstance(pid, int) and not isinstance(pid, bool):
+            pids.add(pid)
+    return pids
+
+
+def _find(psutil: Any, pattern: re.Pattern[str], me: int, skip: set[int]) -> tuple[Any, list[int]]:
+    """The first process matching ``pattern`` that is neither ours nor a supervisor;
+    and the supervisors that matched (a pattern that finds only those is a mistake)."""
+    supervisors: list[int] = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = proc.info.get("cmdline")
         if proc.pid == me or not cmdline:
             continue
         if not pattern.search(" ".join(cmdline)):
             continue
+        if proc.pid in skip or is_supervisor(cmdline):
+            supervisors.append(proc.pid)
+            continue
         try:
             if me in {parent.pid for parent in proc.parents()}:
                 continue  # our own child or its descendants
         except psutil.Error:
             continue
-        return proc
-    return None
+        return proc, supervisors
+    return None, supervisors
 
 
 def _wait_exit(psutil: Any, proc: Any) -> None:
@@ -72,8 +110,9 @@ def _wait_exit(psutil: Any, proc: Any) -> None:
 
 
 class ProcessSource:
-    def __init__(self, regex: str, appear_timeout: float) -> None:
+    def __init__(self, regex: str, appear_timeout: float, directory: Path | None = None) -> None:
         self.label = f"process /{regex}/"
+        self.directory = directory
         self.regex = regex
         self.pattern = re.compile(regex)
         self.appear_timeout = appear_timeout
@@ -100,8 +139,20 @@ class ProcessSource:
 
             me = os.getpid()
             deadline = time.monotonic() + self.appear_timeout
-            announced = False
-            while (proc := _find(psutil, self.pattern, me)) is None:
+            announced = warned = False
+            while True:
+                proc, supervisors = _find(psutil, self.pattern, me, wrapper_pids(self.directory))
+                if proc is not None:
+                    break
+                if supervisors and not warned:
+                    warned = True
+                    log.warning(
+                        "process_pattern_matches_a_supervisor",
+                        pattern=self.regex,
+                        pids=supervisors,
+                        hint="the pattern matches only sidecar-supervisor processes, which are "
+                        "never watched; match the main's COMMAND instead",
+                    )
                 if time.monotonic() >= deadline:
                     finish(self._failed("ProcessNeverAppeared", None))
                     return
