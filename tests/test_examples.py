@@ -243,6 +243,10 @@ def test_dockerfile_shape() -> None:
     assert base
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base.group(1)), "pin the patch release"
     assert 'ENTRYPOINT ["sidecar-supervisor"]' in instructions
+    # Offline builds: a `# syntax=` line makes BuildKit fetch a frontend image from a
+    # registry, and RUN --mount needs BuildKit (the classic builder refuses it).
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE | re.IGNORECASE)
+    assert not [line for line in instructions if "--mount" in line]
     assert "STOPSIGNAL SIGTERM" in instructions
     user = [line for line in instructions if line.startswith("USER ")]
     assert user
