@@ -169,16 +169,21 @@ def interpreter(path: Path) -> str:
     raise BuildError(f"{path} has no dynamic loader (PT_INTERP)")
 
 
-def newest_glibc(files: Sequence[Path]) -> str:
-    """The newest ``GLIBC_x.y`` symbol version any of the files needs."""
-    versions = [
-        tuple(int(part) for part in match.groups() if part is not None)
-        for path in files
-        for match in GLIBC_VERSION.finditer(path.read_bytes())
-    ]
-    if not versions:
+def newest_glibc(files: Sequence[Path], root: Path) -> tuple[str, list[str]]:
+    """The newest ``GLIBC_x.y`` symbol version any of the files needs, and which need it.
+
+    Measured, not assumed: the figure depends on the build machine's libraries
+    (on Debian 12, libexpat asks for 2.36 where libpython stops at 2.35).
+    """
+    needs: dict[tuple[int, ...], set[str]] = {}
+    for path in files:
+        for match in GLIBC_VERSION.finditer(path.read_bytes()):
+            found = tuple(int(part) for part in match.groups() if part is not None)
+            needs.setdefault(found, set()).add(path.relative_to(root).as_posix())
+    if not needs:
         raise BuildError("no GLIBC symbol versions found: is this a glibc build?")
-    return ".".join(map(str, max(versions)))
+    newest = max(needs)
+    return ".".join(map(str, newest)), sorted(needs[newest])
 
 
 def compile_launcher(target: Path, *, loader: str, glibc: str) -> None:
@@ -230,13 +235,14 @@ def build(out: Path, *, strip: bool = True) -> dict[str, str]:
         work = Path(tmp)
         program = run_pyinstaller(work, strip=strip)
         loader = interpreter(program / NAME)
-        glibc = newest_glibc(elf_files(program))
+        glibc, needed_by = newest_glibc(elf_files(program), program)
         manifest = {
             "name": NAME,
             "version": version(),
             "python": platform.python_version(),
             "machine": platform.machine(),
             "glibc": glibc,
+            "glibc_needed_by": ", ".join(needed_by),
             "loader": loader,
             "pyinstaller": importlib.metadata.version("pyinstaller"),
         }
@@ -272,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out.resolve()
     print(
         f"built {out}: {size_of(out) / 1e6:.1f} MB, version {manifest['version']}, "
-        f"Python {manifest['python']}, needs glibc {manifest['glibc']} or later"
+        f"Python {manifest['python']}, needs glibc {manifest['glibc']} or later "
+        f"(GLIBC_{manifest['glibc']} is asked for by {manifest['glibc_needed_by']})"
     )
     return 0
 

@@ -243,6 +243,10 @@ def test_dockerfile_shape() -> None:
     assert base
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base.group(1)), "pin the patch release"
     assert 'ENTRYPOINT ["sidecar-supervisor"]' in instructions
+    # Offline builds: a `# syntax=` line makes BuildKit fetch a frontend image from a
+    # registry, and RUN --mount needs BuildKit (the classic builder refuses it).
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE | re.IGNORECASE)
+    assert not [line for line in instructions if "--mount" in line]
     assert "STOPSIGNAL SIGTERM" in instructions
     user = [line for line in instructions if line.startswith("USER ")]
     assert user
@@ -479,15 +483,27 @@ def test_native_sidecar_is_stopped_after_the_main(tmp_path: Path) -> None:
 
 
 def test_compose_stack_ends_by_itself(tmp_path: Path) -> None:
+    """The lab: the main waits for the proxy and the collector; the collector ships the
+    last line after a delay; the proxy stops after the collector; every service exits 0."""
     project = yaml.safe_load(COMPOSE.read_text())
-    outcome = run_pod(compose_pod(project), tmp_path, substitutions=FAST)
+    port = {"8080": str(free_port())}  # this machine's loopback is shared, a pod's is not
+    outcome = run_pod(compose_pod(project), tmp_path, substitutions={**FAST, **port})
 
     assert outcome.phase == "Succeeded", outcome
-    assert outcome.exit_codes == {"main": 0, "log-collector": 0}
-    assert outcome["main"].output[-1] == "main: all 5 tasks done, exiting"
-    main_events = outcome["main"].event_names()
+    assert outcome.exit_codes == {"main": 0, "proxy": 0, "log-collector": 0, "flaky": 0}
+    main = outcome["main"]
+    assert main.output[-1] == "main: all 5 tasks done, exiting"
+    assert "main: the proxy answered 200" in main.output
+    main_events = main.event_names()
     assert main_events.index("gates_ready") < main_events.index("child_started")
-    assert "stop_delayed" in outcome["log-collector"].event_names()
+    collector = outcome["log-collector"]
+    assert collector.output[-1] == "log-collector: shipped: main: all 5 tasks done, exiting"
+    assert "stop_delayed" in collector.event_names()
+    stopped = {
+        name: next(e["timestamp"] for e in outcome[name].events if e["event"] == "stop_requested")
+        for name in ("log-collector", "proxy")
+    }
+    assert stopped["log-collector"] < stopped["proxy"]  # reverse order, as native sidecars
     assert outcome.leftovers == []
 
 
