@@ -76,10 +76,13 @@ def gate_probes(config: MainConfig) -> tuple[Probe, ...]:
     """What must be ready before COMMAND starts, checked in this order."""
     if not (config.wait_ready or config.wait_tcp or config.wait_http):
         return ()
-    from supervisor.probes import Probe, file_probe  # noqa: PLC0415 - only gates need them
+    from supervisor.probes import Probe  # noqa: PLC0415 - only gates need them
 
     return (
-        *(file_probe(marker_path(config.dir, name, "ready")) for name in config.wait_ready),
+        *(
+            Probe("ready", str(marker_path(config.dir, name, "ready")))
+            for name in config.wait_ready
+        ),
         *(Probe("tcp", target) for target in config.wait_tcp),
         *(Probe("http", url) for url in config.wait_http),
     )

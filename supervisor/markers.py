@@ -313,3 +313,23 @@ def wait_lock_released(path: Path) -> None:
         fcntl.flock(fd, fcntl.LOCK_SH)  # O_NONBLOCK is for open() only; this blocks
     finally:
         os.close(fd)
+
+
+def ready_state(ready: Path) -> tuple[bool, str]:
+    """Does ``NAME.ready`` speak for a wrapper that is alive now? (passed, detail)
+
+    A ``.ready`` opens a gate only while its wrapper holds ``NAME.lock`` (or runs
+    without a usable one, or nobody wraps it: a hand-made file). One left by a
+    wrapper that is gone (killed, or an earlier run on a reused directory) does
+    not: its lock is free.
+    """
+    if not read_marker(ready).exists:
+        return False, "absent"
+    stem = ready.name[: -len(".ready")]
+    state = lock_state(ready.with_name(f"{stem}.lock"))
+    if state in ("held", "unreadable"):
+        return True, "ready"
+    started = read_json(ready.with_name(f"{stem}.started"))
+    if started is None or started.get("locked") is False:
+        return True, "ready (no wrapper lock to check)"
+    return False, f"left by a wrapper that is gone ({stem}.lock is free)"

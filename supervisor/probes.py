@@ -28,7 +28,7 @@ MAX_BODY = 64 * 1024
 
 
 class Probe(NamedTuple):
-    kind: str  # "http", "tcp", "command" or "file"
+    kind: str  # "http", "tcp", "command", "file" or "ready" (a peer's NAME.ready)
     target: str
 
     def __str__(self) -> str:
@@ -84,6 +84,10 @@ def check(probe: Probe, timeout: float, procs: Processes | None = None) -> tuple
 
             with socket.create_connection((host, port), timeout=timeout):
                 return True, "connected"
+        if probe.kind == "ready":
+            from supervisor.markers import ready_state  # noqa: PLC0415
+
+            return ready_state(Path(probe.target))
         if probe.kind == "file":
             return os.path.lexists(probe.target), "exists" if os.path.lexists(
                 probe.target
@@ -174,7 +178,3 @@ def join_all(threads: list[threading.Thread], timeout: float) -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
         if thread.is_alive():
             log.warning("http_call_abandoned", thread=thread.name, timeout=timeout)
-
-
-def file_probe(path: Path) -> Probe:
-    return Probe("file", str(path))

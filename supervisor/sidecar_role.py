@@ -23,6 +23,7 @@ that every event goes through, in every phase:
 from __future__ import annotations
 
 import enum
+import os
 import shlex
 import signal
 import threading
@@ -412,6 +413,7 @@ class Sidecar:
     # --- the end -------------------------------------------------------------------
 
     def _finish(self) -> int:
+        self.records.unready()  # no gate may open on a sidecar that is gone
         child = self.child
         if self.why == "child_exited":
             assert child is not None
@@ -428,10 +430,17 @@ class Sidecar:
         return self._exit(code, f"stopped COMMAND ({self.why}); exit status {code}")
 
     def _already_complete(self) -> int:
+        found = [
+            {"target": c.target, "record": c.found, "age_s": _age(c.found)}
+            for c in self.watcher.completions
+        ]
         log.info(
             "already_complete",
             waited_for=self.watcher.labels,
+            found=found,
             action="exit without starting COMMAND",
+            hint=f"a rerun on a reused {self.config.dir}? remove those records, or use a fresh "
+            "directory (an emptyDir is fresh for each pod)",
         )
         self._enter(Phase.EXITED)
         if self.records.has_done():
@@ -459,6 +468,16 @@ class Sidecar:
         return exiting(
             self.config.termination_log, f"{self.config.name} (sidecar): {summary}", code
         )
+
+
+def _age(path: str | None) -> float | None:
+    """Seconds since ``path`` was written, for the logs."""
+    if path is None:
+        return None
+    try:
+        return round(time.time() - os.stat(path, follow_symlinks=False).st_mtime, 1)
+    except OSError:
+        return None
 
 
 def _consequence(thread: str) -> str:

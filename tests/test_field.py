@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import StartContainer
 from tests.kubelet import wait_for_event
-from tests.support import SUPERVISOR, TIMEOUT, read_json
+from tests.support import PRINT_SIGNALS, SUPERVISOR, TIMEOUT, read_json, wait_until
 
 READY = r"ready \(pid: (\d+)\)"
 READS_A_LINE = 'read line; echo "got $line"; exit 3'
@@ -90,3 +90,55 @@ def test_a_stopped_command_is_reported_and_continued_by_a_forwarded_sigterm(
     assert main.wait() == 0
     assert main.rest_of_output() == ["term"]  # it ran its trap; it never got to "resumed"
     assert read_json(shared / "main.done")["exit_code"] == 0
+
+
+# --- a rerun on a reused directory ---------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_ready_left_by_a_killed_sidecar_does_not_open_the_gate(
+    start: StartContainer, shared: Path
+) -> None:
+    """A sidecar killed hard leaves its ``.ready``; a main gated on it must not
+    take that for a sidecar that is ready now."""
+    side = start("sidecar", "--dir", shared, "--name", "proxy", "--", *PRINT_SIGNALS)
+    side.expect(READY)
+    wait_until((shared / "proxy.ready").exists, what="proxy.ready")
+    side.kill()  # SIGKILL: no record, the .ready stays
+    side.wait()
+    assert (shared / "proxy.ready").exists()
+
+    main = start(
+        "main", "--dir", shared, "--wait-ready", "proxy", "--ready-timeout", "1",
+        "--", "sh", "-c", "echo ran",
+    )  # fmt: skip
+    assert main.wait() == 1
+    assert main.rest_of_output() == []  # COMMAND never ran
+    assert read_json(shared / "main.done")["reason"] == "ReadyTimeout"
+    waited = main.event("waiting_for_probe")
+    assert "gone" in waited["last"]
+
+
+def test_a_sidecar_that_ends_takes_its_ready_with_it(start: StartContainer, shared: Path) -> None:
+    side = start("sidecar", "--dir", shared, "--", *PRINT_SIGNALS)
+    side.expect(READY)
+    wait_until((shared / "sidecar.ready").exists, what="sidecar.ready")
+    main = start("main", "--dir", shared, "--", "true")
+    assert main.wait() == 0
+    assert side.wait() == 0
+    assert not (shared / "sidecar.ready").exists()
+
+
+def test_a_rerun_on_a_stale_directory_says_what_it_found(
+    start: StartContainer, shared: Path
+) -> None:
+    main = start("main", "--dir", shared, "--", "true")
+    assert main.wait() == 0
+
+    side = start("sidecar", "--dir", shared, "--", *PRINT_SIGNALS)
+    assert side.wait() == 0
+    assert side.rest_of_output() == []  # COMMAND was not started
+    found = side.event("already_complete")
+    assert found["found"][0]["record"] == str(shared / "main.done")
+    assert found["found"][0]["age_s"] >= 0
+    assert "fresh" in found["hint"]

@@ -54,38 +54,44 @@ def test_the_two_set_up_commands_are_the_documented_ones() -> None:
 
 
 def test_the_by_hand_example_runs_as_written(tmp_path: Path) -> None:
-    """The two-terminal example: the sidecar stops when the main is done, status shows both."""
-    by_hand = [ln for ln in shell_lines() if "--dir /tmp/pod" in ln]
+    """The two-terminal example, run twice as written on the same directory: the
+    sidecar stops when the main is done, status shows both."""
+    lines = shell_lines()
+    by_hand = [ln for ln in lines if "--dir /tmp/pod" in ln]
     assert len(by_hand) == 3
+    assert "rm -rf /tmp/pod" in lines  # what makes the second run work
     pod = tmp_path / "pod"
 
     def argv(line: str) -> list[str]:
-        line = line.replace("/tmp/pod", str(pod))  # noqa: S108 - the README's path, replaced.replace("sleep 1", "sleep 0.1")
+        line = line.replace("/tmp/pod", str(pod))  # noqa: S108 - the README's path, replaced
+        line = line.replace("sleep 1", "sleep 0.1")
         words = line.split(" ", 2)
         assert words[0] == ".venv/bin/sidecar-supervisor"
         return [*SUPERVISOR, words[1], *split_rest(words[2])]
 
-    sidecar = subprocess.Popen(argv(by_hand[0]), stdout=subprocess.PIPE, text=True)
-    try:
-        assert sidecar.stdout is not None
-        assert sidecar.stdout.readline().strip() == "collecting logs"
-        main = subprocess.run(
-            argv(by_hand[1]), capture_output=True, text=True, timeout=TIMEOUT, check=False
+    for _run in range(2):
+        shutil.rmtree(pod, ignore_errors=True)  # the recipe's rm -rf
+        sidecar = subprocess.Popen(argv(by_hand[0]), stdout=subprocess.PIPE, text=True)
+        try:
+            assert sidecar.stdout is not None
+            assert sidecar.stdout.readline().strip() == "collecting logs"
+            main = subprocess.run(
+                argv(by_hand[1]), capture_output=True, text=True, timeout=TIMEOUT, check=False
+            )
+            assert main.returncode == 0
+            assert main.stdout.splitlines()[-1] == "task 5/5"
+            assert sidecar.wait(TIMEOUT) == 0
+        finally:
+            if sidecar.poll() is None:
+                sidecar.kill()
+                sidecar.wait()
+            if sidecar.stdout is not None:
+                sidecar.stdout.close()
+        status = subprocess.run(
+            argv(by_hand[2]), capture_output=True, text=True, timeout=TIMEOUT, check=True
         )
-        assert main.returncode == 0
-        assert main.stdout.splitlines()[-1] == "task 5/5"
-        assert sidecar.wait(TIMEOUT) == 0
-    finally:
-        if sidecar.poll() is None:
-            sidecar.kill()
-            sidecar.wait()
-        if sidecar.stdout is not None:
-            sidecar.stdout.close()
-    status = subprocess.run(
-        argv(by_hand[2]), capture_output=True, text=True, timeout=TIMEOUT, check=True
-    )
-    rows = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[1:]}
-    assert rows == {"main": "done", "sidecar": "done"}
+        rows = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[1:]}
+        assert rows == {"main": "done", "sidecar": "done"}
 
 
 def split_rest(rest: str) -> list[str]:

@@ -34,7 +34,7 @@ class Completion(NamedTuple):
     reason: str | None = None
     signal: int | None = None
     identity: Any = None  # what was seen, so an ignored failure is not counted twice
-    found: str | None = None  # what was seen, in words, when it is not a record
+    found: str | None = None  # what was seen: the record's path, or in words
 
     @property
     def code_for_exit(self) -> int:

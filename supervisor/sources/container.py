@@ -84,6 +84,7 @@ class ContainerSource:
                 record.reason,
                 record.signal,
                 identity=("done", snapshot.identity),
+                found=str(self.done),
             )
         if state == "unreadable":
             return None

@@ -43,6 +43,7 @@ class MarkerSource:
             record.reason,
             record.signal,
             identity=("done", snapshot.identity),
+            found=self.label,
         )
 
     def watched_file(self) -> Path | None:
