@@ -191,6 +191,14 @@ SIDECAR = (
         metavar="S",
     ),
     Option(
+        "--start-timeout",
+        duration,
+        600.0,
+        "seconds for each --wait-for container to start (its wrapper to write NAME.started); "
+        "then it counts as a failed completion; 0: wait forever",
+        metavar="S",
+    ),
+    Option(
         "--stop-on",
         one_of(StopOn),
         "exit",
@@ -462,6 +470,7 @@ class SidecarConfig(NamedTuple):
     marker: tuple[Path, ...]
     watch_process: str | None
     process_timeout: float
+    start_timeout: float
     stop_on: StopOn
     stop_delay: float
     stop_signal: int | None

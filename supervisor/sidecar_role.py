@@ -122,6 +122,7 @@ class Sidecar:
             stop_on_success=config.stop_on == "success",
             process=config.watch_process,
             process_timeout=config.process_timeout,
+            start_timeout=config.start_timeout,
         )
         self.phase = Phase.STARTING
         self.why = ""  # what ended the wait, once it has ended

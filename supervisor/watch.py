@@ -59,11 +59,19 @@ class CompletionWatcher:
         stop_on_success: bool = False,
         process: str | None = None,
         process_timeout: float = 60.0,
+        start_timeout: float = 0.0,
     ) -> None:
         self.loop = loop
         self.mode = mode
         self.stop_on_success = stop_on_success
-        self.sources: list[Source] = build(directory, names, markers, process, process_timeout)
+        self.sources: list[Source] = build(
+            directory,
+            names,
+            markers=markers,
+            process=process,
+            process_timeout=process_timeout,
+            start_timeout=start_timeout,
+        )
         self.found: dict[str, Completion] = {}  # label -> accepted completion
         # The failure last ignored under --stop-on success, per source, so that
         # the same record is not reported again; a new one replaces it.

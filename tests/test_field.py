@@ -142,3 +142,35 @@ def test_a_rerun_on_a_stale_directory_says_what_it_found(
     assert found["found"][0]["record"] == str(shared / "main.done")
     assert found["found"][0]["age_s"] >= 0
     assert "fresh" in found["hint"]
+
+
+# --- a main whose wrapper never started ---------------------------------------------
+
+
+def test_a_main_that_never_starts_ends_the_sidecar_after_the_start_timeout(
+    start: StartContainer, shared: Path
+) -> None:
+    """The main's entrypoint could not even be executed: no record, no lock. The
+    sidecar's bound ends the wait, as a failed completion."""
+    side = start(
+        "sidecar", "--dir", shared, "--start-timeout", "1", "--exit-code", "main",
+        "--", *PRINT_SIGNALS,
+    )  # fmt: skip
+    side.expect(READY)
+    assert side.wait() == 1  # --exit-code main: a failure with no status reads as 1
+    assert side.rest_of_output() == [str(int(signal.SIGTERM))]
+    found = side.event("completion_detected")
+    assert (found["reason"], found["failed"], found["level"]) == ("NeverStarted", True, "warning")
+
+
+def test_a_main_with_a_typo_in_its_flags_ends_the_sidecar(
+    start: StartContainer, shared: Path
+) -> None:
+    """``main --grace-perod 3``: exit 2, and the failed record the sidecar ends on."""
+    side = start("sidecar", "--dir", shared, "--exit-code", "main", "--", *PRINT_SIGNALS)
+    side.expect(READY)
+    main = start("main", "--dir", shared, "--grace-perod", "3", "--", "true")
+    assert main.wait() == 2
+    assert side.wait() == 2
+    found = side.event("completion_detected")
+    assert (found["reason"], found["exit_code"]) == ("UsageError", 2)

@@ -23,6 +23,7 @@ from supervisor.loop import Loop
 from supervisor.markers import OwnLock, write_json
 from supervisor.records import OwnRecords
 from supervisor.sources import Completion
+from supervisor.sources import container as container_module
 from supervisor.sources.container import ContainerSource
 from supervisor.watch import RESCAN, CompletionWatcher
 
@@ -564,3 +565,54 @@ def test_unknown_events_are_not_the_watchers(make_watcher: MakeWatcher) -> None:
 
     assert not watcher.handle(Signal(15))
     assert watcher.handle(RESCAN_TICK)
+
+
+# --- a container that never starts --------------------------------------------------
+
+
+def test_a_container_that_has_not_started_is_warned_about(
+    shared: Path, make_watcher: MakeWatcher, logged: Logged, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(container_module, "NOT_STARTED_WARNING", 0.0)
+    (shared / "mian.started").write_text("{}")  # the typo is in the sidecar's --wait-for
+    watcher = make_watcher(("main",))
+
+    watcher.check()
+    watcher.check()  # the next warning waits for twice the interval: not this soon
+
+    warnings = [f for level, e, f in logged if e == "not_started" and level == "warning"]
+    assert len(warnings) == 1, logged
+    assert warnings[0]["target"] == "main"
+    assert warnings[0]["dir_holds"] == ["mian.started"]
+    assert any("typo" in cause for cause in warnings[0]["likely"])
+    assert not watcher.satisfied
+
+
+def test_a_container_that_never_starts_is_a_failed_completion_after_the_timeout(
+    shared: Path, make_watcher: MakeWatcher
+) -> None:
+    watcher = make_watcher(("main",), start_timeout=0.001)
+    time.sleep(0.01)  # not a measurement: only past a one-millisecond timeout
+
+    watcher.check()
+
+    assert watcher.satisfied
+    completion = only(watcher)
+    assert (completion.source, completion.reason, completion.failed) == (
+        "start",
+        "NeverStarted",
+        True,
+    )
+
+
+def test_a_started_container_is_not_subject_to_the_start_timeout(
+    shared: Path, make_watcher: MakeWatcher, hold: Callable[[str], OwnLock]
+) -> None:
+    hold("main")
+    write_json(shared / "main.started", {"name": "main", "pid": 1, "attempt": 1})
+    watcher = make_watcher(("main",), start_timeout=0.001)
+    time.sleep(0.01)
+
+    watcher.check()
+
+    assert not watcher.satisfied

@@ -62,15 +62,17 @@ class Source(Protocol):
 def build(
     directory: Path,
     names: tuple[str, ...],
+    *,
     markers: tuple[Path, ...] = (),
     process: str | None = None,
     process_timeout: float = 60.0,
+    start_timeout: float = 0.0,
 ) -> list[Source]:
     """The sources of a sidecar's configuration, in the order they are checked."""
     from supervisor.sources.container import ContainerSource  # noqa: PLC0415
     from supervisor.sources.marker import MarkerSource  # noqa: PLC0415
 
-    sources: list[Source] = [ContainerSource(directory, name) for name in names]
+    sources: list[Source] = [ContainerSource(directory, name, start_timeout) for name in names]
     sources += [MarkerSource(path) for path in markers]
     if process is not None:
         from supervisor.sources.process import ProcessSource  # noqa: PLC0415 - loads psutil

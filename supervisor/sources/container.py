@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +35,20 @@ if TYPE_CHECKING:
     from supervisor.loop import Loop
 
 
+# A container that has not started: a warning after this long, then at twice
+# the interval each time.
+NOT_STARTED_WARNING = 30.0
+LISTED_FILES = 20  # at most, in that warning
+
+
 class ContainerSource:
-    def __init__(self, directory: Path, name: str) -> None:
+    def __init__(self, directory: Path, name: str, start_timeout: float = 0.0) -> None:
         self.label = name
+        self.directory = directory
+        self.start_timeout = start_timeout  # 0: wait for its start forever
+        self.since = time.monotonic()
+        self.warn_at = self.since + NOT_STARTED_WARNING
+        self.warn_every = NOT_STARTED_WARNING
         self.done = marker_path(directory, name, "done")
         self.started = marker_path(directory, name, "started")
         self.lock = marker_path(directory, name, "lock")
@@ -88,6 +100,8 @@ class ContainerSource:
             )
         if state == "unreadable":
             return None
+        if state in ("absent", "free") and not self.seen_running and not self.started.exists():
+            return self._not_started()
         if self.seen_running or (state == "free" and self._started_locked()):
             # Its wrapper ran and is gone, and left no record.
             found = "lock released" if state == "free" else f"{self.lock.name} is gone"
@@ -101,6 +115,37 @@ class ContainerSource:
                 identity=("died", _identity(self.started)),
                 found=f"{found}, no {self.done.name}",
             )
+        return None
+
+    def _not_started(self) -> Completion | None:
+        """Nothing of the container yet: warn now and then; a failure after the timeout."""
+        now = time.monotonic()
+        waited = round(now - self.since, 1)
+        if self.start_timeout and now - self.since >= self.start_timeout:
+            return Completion(
+                self.label,
+                "start",
+                None,
+                failed=True,
+                reason="NeverStarted",
+                identity=("never started", self.since),
+                found=f"no {self.started.name} after {waited} s (--start-timeout)",
+            )
+        if now >= self.warn_at:
+            log.warning(
+                "not_started",
+                target=self.label,
+                waited_s=waited,
+                likely=[
+                    f"a typo: no container writes {self.label}.* (check --wait-for and --name)",
+                    f"the shared volume is not mounted at {self.directory} in that container",
+                    "its image is still being pulled, or it cannot start",
+                ],
+                dir_holds=_listing(self.directory),
+                start_timeout=self.start_timeout or None,
+            )
+            self.warn_every = max(2 * self.warn_every, 1.0)
+            self.warn_at = now + self.warn_every
         return None
 
     def _started_locked(self) -> bool:
@@ -146,6 +191,17 @@ class ContainerSource:
             return
         self.reported.add(key)
         log.warning(event or key, target=self.label, **fields)
+
+
+def _listing(directory: Path) -> list[str] | str:
+    """What the shared dir holds, for a warning (a few names, hidden files left out)."""
+    try:
+        names = sorted(n for n in os.listdir(directory) if not n.startswith("."))
+    except OSError as exc:
+        return f"cannot be listed: {exc.strerror}"
+    if len(names) > LISTED_FILES:
+        return [*names[:LISTED_FILES], f"... {len(names) - LISTED_FILES} more"]
+    return names
 
 
 def _describe(path: Path) -> str:
