@@ -20,7 +20,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, assert_never
 
-from supervisor import log
+from supervisor import __version__, log
 from supervisor.cgroup import OomWatch
 from supervisor.config import MainConfig
 from supervisor.errors import CommandError
@@ -110,9 +110,21 @@ class Main:
         self.phase = phase
 
     def run(self) -> int:
+        config = self.config
+        probes = gate_probes(config)
+        log.info(
+            "supervisor_started",
+            version=__version__,
+            dir=str(config.dir),
+            gates=[str(p) for p in probes],
+            ready_timeout=config.ready_timeout if probes else None,
+            quit_http=list(config.quit_http),
+            stop_on=config.stop_on,
+            grace_period=config.grace_period,
+            command=list(config.command),
+        )
         self.records.prepare()
         self.records.begin_attempt()
-        probes = gate_probes(self.config)
         if probes:
             self._wait_at_gates(probes)
         else:
@@ -269,7 +281,9 @@ class Main:
                 log.info("quit_skipped", why="--stop-on success and COMMAND failed")
             else:
                 self.calls_pending = True
-                post_calls(self.loop, "quit", config.quit_http, HTTP_TIMEOUT, "quit_http_sent")
+                post_calls(
+                    self.loop, "quit", config.quit_http, HTTP_TIMEOUT, event="quit_http_sent"
+                )
                 # join_all in the thread is bounded too; this is the loop's own bound
                 self.loop.set_timer("calls", time.monotonic() + HTTP_TIMEOUT + 1.0)
         child = self.child

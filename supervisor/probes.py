@@ -150,8 +150,18 @@ def start_prober(
     return stop
 
 
+# What a refused call to a known endpoint usually means, and what to change.
+REFUSALS = {
+    ("http://127.0.0.1:4191/shutdown", 404): "linkerd's shutdown endpoint is disabled: "
+    "annotate the pod template with config.linkerd.io/proxy-admin-shutdown: enabled",
+}
+
+
 def post_all(urls: tuple[str, ...], timeout: float, event: str) -> list[threading.Thread]:
-    """POST every URL, each in its own thread with its own timeout; log each answer."""
+    """POST every URL, each in its own thread with its own timeout; log each answer.
+
+    An answer that is not 2xx is a warning: the stop or quit it asked for did not
+    happen, and the Job may wait for it."""
 
     def post(url: str) -> None:
         started = time.monotonic()
@@ -160,12 +170,16 @@ def post_all(urls: tuple[str, ...], timeout: float, event: str) -> list[threadin
         except OSError as exc:
             log.warning(event, url=url, error=str(exc) or type(exc).__name__)
             return
-        log.log(
-            "info" if 200 <= status < 300 else "warning",
+        elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+        if 200 <= status < 300:
+            log.info(event, url=url, status=status, elapsed_ms=elapsed_ms)
+            return
+        log.warning(
             event,
             url=url,
             status=status,
-            elapsed_ms=round((time.monotonic() - started) * 1000, 1),
+            elapsed_ms=elapsed_ms,
+            hint=REFUSALS.get((url, status), "the endpoint refused: nothing was stopped by it"),
         )
 
     return [start_thread(lambda url=url: post(url), name=f"post-{url}") for url in urls]  # type: ignore[misc]

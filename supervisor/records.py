@@ -41,11 +41,32 @@ class OwnRecords:
         return marker_path(self.directory, self.name, kind)
 
     def prepare(self) -> None:
-        """Create the shared dir if needed and take the lock (LockBusyError if taken)."""
-        try:
-            if not self.directory.exists():
+        """Create the shared dir if needed and take the lock (LockBusyError if taken).
+
+        Having to create the dir is worth a warning: in a pod it should be the
+        mounted volume, and a container without the mount is the commonest
+        manifest mistake (its peers will never see its files).
+        """
+        if not self.directory.exists():
+            try:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 os.chmod(self.directory, DIR_MODE)  # whatever the umask
+            except OSError as exc:
+                log.error(
+                    "dir_unavailable",
+                    path=str(self.directory),
+                    error=exc.strerror or str(exc),
+                    cause=_mkdir_cause(self.directory),
+                    consequence="no record can be written; peers cannot see this container",
+                )
+                return
+            log.warning(
+                "dir_created",
+                path=str(self.directory),
+                hint="it did not exist: is the shared volume mounted here in this container? "
+                "its peers see only what is written on the volume",
+            )
+        try:
             self.lock.acquire()
         except OSError as exc:
             log.error(
@@ -123,6 +144,23 @@ class OwnRecords:
             log.error("marker_write_failed", path=str(path), error=exc.strerror or str(exc))
             return False
         return True
+
+
+def _mkdir_cause(directory: Path) -> str:
+    """Why ``directory`` could not be made: the nearest existing parent, and what it allows."""
+    parent = directory.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        info = parent.stat()
+    except OSError as exc:
+        return f"{parent}: {exc.strerror}"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return (
+            f"{parent} is not writable by uid {os.getuid()} (owner uid {info.st_uid}, "
+            f"mode {info.st_mode & 0o777:o}): mount the shared volume at {directory}"
+        )
+    return f"{parent} exists; see the error"
 
 
 def write_failure(directory: Path, name: str, exit_code: int, reason: str, error: str) -> None:

@@ -30,7 +30,7 @@ import threading
 import time
 from typing import assert_never
 
-from supervisor import log
+from supervisor import __version__, log
 from supervisor.cgroup import OomWatch
 from supervisor.config import SidecarConfig
 from supervisor.errors import CommandError
@@ -146,6 +146,7 @@ class Sidecar:
         self.phase = phase
 
     def run(self) -> int:
+        self._log_config()
         self.records.prepare()
         try:
             self.watcher.check(woken_by="start")
@@ -164,6 +165,29 @@ class Sidecar:
         finally:
             self.watcher.close()
             self._stop_prober()
+
+    def _log_config(self) -> None:
+        """The effective configuration, first: what a reader of a hung Job needs."""
+        config = self.config
+        log.info(
+            "supervisor_started",
+            version=__version__,
+            dir=str(config.dir),
+            waits_for=list(config.wait_for),
+            markers=[str(m) for m in config.marker],
+            process=config.watch_process,
+            wait_mode=config.wait_mode,
+            stop_on=config.stop_on,
+            start_timeout=config.start_timeout,
+            term_hold=config.term_hold,
+            stop_delay=config.stop_delay,
+            stop_actions=self._stop_actions(),
+            grace_period=config.grace_period,
+            ready_probes=[str(p) for p in self.probes],
+            restart=config.restart,
+            exit_code=config.exit_policy,
+            command=list(config.command),
+        )
 
     def on_event(self, event: Event) -> None:
         """The transition function: every event, in every phase, comes here."""
@@ -374,16 +398,11 @@ class Sidecar:
             return
         self._enter(Phase.STOPPING)
         config = self.config
-        actions = [f"POST {url}" for url in config.stop_http]
-        if config.stop_command:
-            actions.append(shlex.join(config.stop_command))
-        if config.stop_signal is not None:
-            actions.append(signal_name(config.stop_signal))
         log.info(
             "stop_requested",
             why=why,
             pid=child.pid,
-            actions=actions,
+            actions=self._stop_actions(),
             grace_period=config.grace_period,
         )
         self.stopper = GroupStop(
@@ -398,6 +417,15 @@ class Sidecar:
         if self.stopper.done:
             self._stopped()
 
+    def _stop_actions(self) -> list[str]:
+        config = self.config
+        actions = [f"POST {url}" for url in config.stop_http]
+        if config.stop_command:
+            actions.append(shlex.join(config.stop_command))
+        if config.stop_signal is not None:
+            actions.append(signal_name(config.stop_signal))
+        return actions
+
     def _stopped(self) -> None:
         stopper = self.stopper
         if any(stop is not None and not stop.done for stop in (self.leftover, stopper)):
@@ -406,6 +434,7 @@ class Sidecar:
             log.info(
                 "child_exited",
                 before_completion=False,
+                requested=True,  # our stop: a 143 here is the answer to our SIGTERM
                 stopped_in_ms=stopper.took_ms,
                 **describe_exit(self.child),
             )

@@ -144,6 +144,10 @@ class CompletionWatcher:
             reason=completion.reason,
             found=completion.found,
             woken_by=woken_by,
+            # how long after its record was written we noticed it
+            latency_ms=None
+            if completion.written_at is None
+            else round((time.time() - completion.written_at) * 1000, 1),
         )
 
     def handle(self, event: Event) -> bool:

@@ -30,7 +30,7 @@ class Request:
 class RecordingServer:
     """A threaded HTTP server on 127.0.0.1; use it as a context manager."""
 
-    def __init__(self, on_request: Callable[[str, str], Any] | None = None) -> None:
+    def __init__(self, on_request: Callable[[str, str], Any] | None = None, port: int = 0) -> None:
         self.requests: list[Request] = []
         self.status: dict[str, int] = {}
         self.hang: set[str] = set()
@@ -55,7 +55,7 @@ class RecordingServer:
             do_GET = _serve  # noqa: N815 - http.server's naming
             do_POST = _serve  # noqa: N815
 
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._httpd.daemon_threads = True
         self.port: int = self._httpd.server_address[1]
         self._thread = threading.Thread(

@@ -296,6 +296,9 @@ def test_missing_dir_is_created_by_the_sidecar_and_a_later_main_stops_it(
     side.expect(READY)
     wait_until((shared / "sidecar.ready").exists, what="sidecar.ready in the new dir")
     assert lock_is_held(shared / "sidecar.lock")
+    created = side.event("dir_created")  # the volume may not be mounted: say so
+    assert (created["level"], created["path"]) == ("warning", str(shared))
+    assert "mounted" in created["hint"]
 
     assert start("main", "--dir", shared, "--", "sh", "-c", "exit 3").wait() == 3
     assert side.wait() == 0
@@ -331,7 +334,9 @@ def test_dir_that_cannot_be_created_is_waited_for_until_it_appears(
         str(shared / "sidecar.started"),
         str(shared / "sidecar.ready"),
     ]
-    assert side.event("lock_unavailable")["path"] == str(shared / "sidecar.lock")
+    unavailable = side.event("dir_unavailable")  # the real cause, not the lock that follows
+    assert (unavailable["path"], unavailable["error"]) == (str(shared), "Read-only file system")
+    assert str(parent) in unavailable["cause"]
     assert not shared.exists()
     assert side.running
 

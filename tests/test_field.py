@@ -8,6 +8,7 @@ as ``docker run -it`` and ``kubectl run -it`` do.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import shutil
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartContainer
+from tests.http_server import RecordingServer
 from tests.kubelet import wait_for_event
 from tests.support import PRINT_SIGNALS, SUPERVISOR, TIMEOUT, read_json, wait_until
 
@@ -174,3 +176,60 @@ def test_a_main_with_a_typo_in_its_flags_ends_the_sidecar(
     assert side.wait() == 2
     found = side.event("completion_detected")
     assert (found["reason"], found["exit_code"]) == ("UsageError", 2)
+
+
+# --- misconfiguration that speaks up ---------------------------------------------------
+
+
+def test_a_refused_quit_call_is_a_warning(start: StartContainer, shared: Path) -> None:
+    with RecordingServer() as server:
+        server.status["/quitquitquit"] = 404
+        url = f"http://127.0.0.1:{server.port}/quitquitquit"
+        main = start("main", "--dir", shared, "--quit-http", url, "--", "true")
+        assert main.wait() == 0
+    sent = main.event("quit_http_sent")
+    assert (sent["level"], sent["status"]) == ("warning", 404)
+    assert "refused" in sent["hint"]
+
+
+def test_linkerd_s_disabled_shutdown_endpoint_names_the_annotation(
+    start: StartContainer, shared: Path
+) -> None:
+    """The linkerd preset's quit URL answered 404: the hint names the annotation."""
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(RecordingServer(port=4191))
+        except OSError:
+            pytest.skip("port 4191 is taken on this machine")
+        server.status["/shutdown"] = 404
+        main = start(
+            "main", "--dir", shared, "--quit-http", "http://127.0.0.1:4191/shutdown",
+            "--", "true",
+        )  # fmt: skip
+        assert main.wait() == 0
+    sent = main.event("quit_http_sent")
+    assert sent["level"] == "warning"
+    assert "config.linkerd.io/proxy-admin-shutdown" in sent["hint"]
+
+
+def test_the_first_lines_say_the_effective_configuration(
+    start: StartContainer, shared: Path
+) -> None:
+    side = start(
+        "sidecar", "--dir", shared, "--wait-for", "mian", "--term-hold", "7",
+        "--start-timeout", "1", "--", *PRINT_SIGNALS,
+    )  # fmt: skip
+    assert side.wait() == 0
+    first = side.events()[0]
+    assert first["event"] == "supervisor_started"
+    assert first["waits_for"] == ["mian"]  # a typo is visible at a glance
+    assert (first["term_hold"], first["grace_period"], first["dir"]) == (7.0, 10.0, str(shared))
+    assert first["stop_actions"] == ["SIGTERM"]
+    assert "version" in first
+
+    main = start("main", "--dir", shared, "--wait-ready", "sidecar", "--ready-timeout", "1",
+                 "--", "true")  # fmt: skip
+    assert main.wait() == 1
+    first = main.events()[0]
+    assert first["event"] == "supervisor_started"
+    assert first["gates"] == [f"ready {shared / 'sidecar.ready'}"]

@@ -35,6 +35,7 @@ class Completion(NamedTuple):
     signal: int | None = None
     identity: Any = None  # what was seen, so an ignored failure is not counted twice
     found: str | None = None  # what was seen: the record's path, or in words
+    written_at: float | None = None  # when its record was written (epoch seconds)
 
     @property
     def code_for_exit(self) -> int:
@@ -45,6 +46,11 @@ class Completion(NamedTuple):
         if self.signal is not None:
             return 128 + self.signal
         return 1 if self.failed else 0
+
+
+def written_at(identity: tuple[int, int, int] | None) -> float | None:
+    """The modification time in a snapshot's identity (device, inode, mtime_ns)."""
+    return None if identity is None else identity[2] / 1e9
 
 
 class Source(Protocol):

@@ -30,6 +30,7 @@ from supervisor.markers import (
 )
 from supervisor.signals import start_thread
 from supervisor.sources import Completion
+from supervisor.sources import written_at as _written_at
 
 if TYPE_CHECKING:
     from supervisor.loop import Loop
@@ -56,7 +57,7 @@ class ContainerSource:
         self.waiting = False  # a thread is blocked on the lock
         self.seen_running = False  # we saw the lock held by its wrapper
         self.wait_failed: str | None = None  # the lock thread's error: rescans only
-        self.reported: set[str] = set()  # problems logged once
+        self.reported: set[tuple[str, object]] = set()  # problems logged once
 
     def start(self, loop: Loop) -> None:
         self.loop = loop
@@ -72,6 +73,7 @@ class ContainerSource:
         if state == "unreadable":
             self._report_once(
                 "lock_unusable",
+                None,
                 path=str(self.lock),
                 problem=_describe(self.lock),
                 consequence=f"completion is seen through {self.done.name} only; "
@@ -82,8 +84,8 @@ class ContainerSource:
             record = parse_done(snapshot)
             if record.problem is not None:
                 self._report_once(
-                    f"invalid {snapshot.identity}",
-                    event="marker_invalid",
+                    "marker_invalid",
+                    snapshot.identity,
                     path=str(self.done),
                     problem=record.problem,
                     treated_as="completion with unknown exit code",
@@ -97,6 +99,7 @@ class ContainerSource:
                 record.signal,
                 identity=("done", snapshot.identity),
                 found=str(self.done),
+                written_at=_written_at(snapshot.identity),
             )
         if state == "unreadable":
             return None
@@ -173,10 +176,10 @@ class ContainerSource:
         start_thread(wait, name=f"lock-{self.label}", report=failed)
 
     def watched_file(self) -> Path | None:
-        if self.wait_failed is not None and "wait_failed" not in self.reported:
+        if self.wait_failed is not None:
             self._report_once(
-                "wait_failed",
-                event="lock_wait_failed",
+                "lock_wait_failed",
+                None,
                 path=str(self.lock),
                 error=self.wait_failed,
                 fallback="rescan",
@@ -186,11 +189,13 @@ class ContainerSource:
     def close(self) -> None:
         """Nothing to stop: the lock thread is a daemon blocked in the kernel."""
 
-    def _report_once(self, key: str, event: str | None = None, **fields: Any) -> None:
+    def _report_once(self, event: str, about: object, **fields: Any) -> None:
+        """Log ``event`` once for each thing it is ``about`` (None: once at all)."""
+        key = (event, about)
         if key in self.reported:
             return
         self.reported.add(key)
-        log.warning(event or key, target=self.label, **fields)
+        log.warning(event, target=self.label, **fields)
 
 
 def _listing(directory: Path) -> list[str] | str:

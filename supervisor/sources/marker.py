@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from supervisor import log
 from supervisor.markers import parse_done, read_marker
 from supervisor.sources import Completion
+from supervisor.sources import written_at as _written_at
 
 if TYPE_CHECKING:
     from supervisor.loop import Loop
@@ -44,6 +45,7 @@ class MarkerSource:
             record.signal,
             identity=("done", snapshot.identity),
             found=self.label,
+            written_at=_written_at(snapshot.identity),
         )
 
     def watched_file(self) -> Path | None:
