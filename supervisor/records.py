@@ -74,6 +74,7 @@ class OwnRecords:
                 path=str(self.lock.path),
                 error=exc.strerror,
                 consequence="peers can only see this container through its .done",
+                hint=_permission_hint(self.directory) if isinstance(exc, PermissionError) else None,
             )
 
     def begin_attempt(self) -> None:
@@ -144,6 +145,20 @@ class OwnRecords:
             log.error("marker_write_failed", path=str(path), error=exc.strerror or str(exc))
             return False
         return True
+
+
+def _permission_hint(directory: Path) -> str:
+    """What to change when this user may not write in the shared dir."""
+    try:
+        info = directory.stat()
+    except OSError:
+        return "check the shared volume's mount"
+    return (
+        f"{directory} belongs to uid {info.st_uid} with mode {info.st_mode & 0o777:o} and this "
+        f"container runs as uid {os.getuid()}: give the pod a securityContext.fsGroup (an "
+        "emptyDir then is group-writable), run the containers as one user, or create the "
+        "directory with mode 1777; until then no peer can see this container's records"
+    )
 
 
 def _mkdir_cause(directory: Path) -> str:
