@@ -104,6 +104,141 @@ def test_status_help_names_json() -> None:
     assert "--json" in help_text("status")
 
 
+def _choice_cases() -> list[tuple[str, str, tuple[str, ...]]]:
+    return [
+        (command, option.flag, tuple(option.parse.choices))
+        for command, options in OPTIONS.items()
+        for option in options
+        if hasattr(option.parse, "choices")
+    ]
+
+
+def test_every_choice_option_is_found() -> None:
+    flags = {flag for _, flag, _ in _choice_cases()}
+    wanted = {"--preset", "--restart", "--exit-code", "--wait-mode", "--stop-on"}
+    wanted |= {"--on-ready-timeout", "--log-format", "--log-level", "--format"}
+    assert wanted <= flags
+
+
+@pytest.mark.parametrize(("command", "flag", "choices"), _choice_cases())
+def test_help_lists_the_choices(command: str, flag: str, choices: tuple[str, ...]) -> None:
+    assert f"{flag} {'|'.join(choices)} " in help_text(command)
+
+
+def test_help_says_each_default_once_and_right() -> None:
+    sidecar, done, main = help_text("sidecar"), help_text("done"), help_text("main")
+    wait_for = sidecar.split("--wait-for NAME", 1)[1].split("--wait-mode", 1)[0]
+    assert "default: main, unless --marker or --watch-process" in wait_for
+    assert "default none" not in wait_for
+    stop_signal = sidecar.split("--stop-signal SIG", 1)[1].split("--stop-http", 1)[0]
+    assert stop_signal.count("default") == 1
+    assert "main for main and done" in done
+    assert "GRACE_PERIOD; default 10]" in main  # whole seconds, as the README writes them
+    assert "default False" not in help_text("demo")
+
+
+def test_demo_usage_names_its_options() -> None:
+    usage = help_text("demo").split("options:", 1)[0]
+    assert "--without-supervisor" in usage
+    assert "--task-seconds" in usage
+    assert "seed" not in help_text()
+
+
+# --- mistyped command lines ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["main", "--grace", "3"], "did you mean --grace-period? (flags are never abbreviated)"),
+        (["main", "--grace=3"], "did you mean --grace-period?"),
+        (["sidecar", "--wait", "main"], "--wait"),
+        (["demo", "--without"], "did you mean --without-supervisor?"),
+        (
+            ["main", "--ready-tcp", "db:5432"],
+            "sidecar option, not main's; the main's gate is --wait-tcp",
+        ),
+        (["main", "--ready-http", "http://x/"], "the main's gate is --wait-http"),
+        (["sidecar", "--wait-tcp", "db:5432"], "main option, not sidecar's; a sidecar reports"),
+        (["sidecar", "--quit-http", "http://x/"], "--stop-http"),
+        (["done", "--wait-for", "x"], "--wait-for is a sidecar option, not done's"),
+        (["main", "--grace-perod", "3"], "did you mean --grace-period?"),
+        (["status", "--jsn"], "did you mean --json?"),
+        (["mian"], "unknown command 'mian'; did you mean 'main'?"),
+        (["stauts"], "did you mean 'status'?"),
+        (["--verison"], "did you mean --version?"),
+        (["status", "extra"], "status takes no argument 'extra'"),
+    ],
+)
+def test_mistyped_command_lines_get_the_nearest_fix(
+    tmp_path: Path, args: list[str], hint: str
+) -> None:
+    command = args[0] if args[0] in OPTIONS else "status"
+    flags = args[1:] if args[0] in OPTIONS else args
+    if args[0] not in OPTIONS:  # a mistyped command or a top-level flag: run as given
+        result = cli(*args)
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert hint in result.stderr
+        return
+    assert_usage_error(tmp_path, [command, *flags], {}, hint)
+
+
+def test_an_abbreviation_never_stands_for_a_flag(tmp_path: Path) -> None:
+    """Not even when it is unambiguous today: a new flag would break the manifest."""
+    assert_usage_error(tmp_path, ["main", "--grace", "3"], {}, "--grace")
+    assert_usage_error(tmp_path, ["sidecar", "--term", "3"], {}, "--term-hold")
+    assert_usage_error(tmp_path, ["status", "--js"], {}, "--json")
+
+
+def test_a_closed_pipe_is_not_a_traceback(tmp_path: Path) -> None:
+    """``demo | head``: the reader leaves; the demo stops its containers and says nothing."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    try:
+        result = subprocess.run(
+            [*SUPERVISOR, "demo", "--task-seconds", "0.1"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=clean,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141  # as a tool killed by SIGPIPE
+    assert result.stderr == ""
+    # The autouse fixture fails the test if a "container" was left running.
+
+
+def test_status_json_into_a_closed_pipe(tmp_path: Path) -> None:
+    for number in range(300):  # more than a pipe's buffer of JSON
+        assert cli("done", "--dir", tmp_path, "--name", f"job-{number}").returncode == 0
+    result = subprocess.run(
+        [
+            "sh",
+            "-c",
+            '"$@" | head -c 10',
+            "sh",
+            *SUPERVISOR,
+            "status",
+            "--dir",
+            str(tmp_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert len(result.stdout) == 10
+    assert result.stderr == ""
+
+
 def test_no_command_is_a_usage_error() -> None:
     result = cli()
     assert result.returncode == 2
