@@ -51,7 +51,7 @@ Preset = Literal["istio", "linkerd", "cloud-sql-proxy"]
 MeshPreset = Literal["istio", "linkerd"]
 CheckFormat = Literal["text", "json"]
 # What ``status`` says of a container (docs/PROTOCOL.md and README, "done and status").
-ContainerState = Literal["waiting", "gates", "running", "ready", "done", "failed", "died"]
+ContainerState = Literal["waiting", "gated", "running", "ready", "done", "failed", "died"]
 
 
 def one_of(kind: Any) -> Callable[[str], str]:

@@ -7,11 +7,14 @@ and ``status`` commands.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -468,14 +471,20 @@ def test_status_after_main_runs(tmp_path: Path) -> None:
     )
     assert isinstance(job["started_at"], str)
 
+    assert isinstance(job["duration_s"], float)
+    assert isinstance(job["finished_at"], str)
+
     table = cli("status", "--dir", tmp_path)
     assert table.returncode == 0
     header, *rows = table.stdout.splitlines()
-    assert header.split()[:4] == ["NAME", "STATE", "ATTEMPT", "EXIT_CODE"]
-    assert [row.split()[:4] for row in rows] == [
-        ["job", "failed", "1", "3"],
-        ["ok", "done", "1", "0"],
+    assert header.split() == [
+        *("NAME", "STATE", "ATTEMPT", "EXIT_CODE", "SIGNAL", "DURATION", "WAITS_FOR", "NOTE")
     ]
+    assert [row.split()[:5] for row in rows] == [
+        ["job", "failed", "1", "3", "-"],
+        ["ok", "done", "1", "0", "-"],
+    ]
+    assert rows[0].split()[-1] == "Error"
 
 
 def test_status_of_a_running_then_signaled_main(start: StartContainer, shared: Path) -> None:
@@ -488,6 +497,8 @@ def test_status_of_a_running_then_signaled_main(start: StartContainer, shared: P
 
     entry = status_json(shared)["main"]
     assert (entry["state"], entry["exit_code"], entry["reason"]) == ("failed", None, "Signaled")
+    assert entry["signal"] == signal.SIGTERM
+    assert cli("status", "--dir", shared).stdout.splitlines()[1].split()[4] == "SIGTERM"
 
 
 def test_status_of_a_main_that_died_without_a_record(start: StartContainer, shared: Path) -> None:
@@ -499,3 +510,82 @@ def test_status_of_a_main_that_died_without_a_record(start: StartContainer, shar
     main.wait()
 
     assert status_json(shared)["main"]["state"] == "died"
+
+
+@contextlib.contextmanager
+def live_wrapper(directory: Path, name: str, started: dict[str, Any]) -> Iterator[None]:
+    """``NAME.started`` as a wrapper writes it, and its lock held as by a live wrapper."""
+    (directory / f"{name}.started").write_text(json.dumps(started))
+    fd = os.open(directory / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+STARTED = {"pid": 1, "attempt": 1, "started_at": "2030-01-01T00:00:00.000Z"}
+
+
+def test_status_shows_what_each_sidecar_waits_for_and_a_main_at_its_gates(
+    tmp_path: Path,
+) -> None:
+    """Optional fields of ``.started`` (docs/PROTOCOL.md): a typo in --wait-for shows."""
+    assert cli("done", "--dir", tmp_path, "--name", "main").returncode == 0
+    proxy = {**STARTED, "name": "proxy", "role": "sidecar", "waits_for": ["main", "mian"]}
+    job = {**STARTED, "name": "job", "role": "main", "gates": ["proxy.ready", "db:5432"]}
+    with live_wrapper(tmp_path, "proxy", proxy), live_wrapper(tmp_path, "job", job):
+        entries = status_json(tmp_path)
+        table = cli("status", "--dir", tmp_path).stdout
+
+    assert (entries["proxy"]["role"], entries["proxy"]["state"]) == ("sidecar", "running")
+    assert entries["proxy"]["waits_for"] == ["main", "mian"]
+    assert (entries["job"]["role"], entries["job"]["state"]) == ("main", "gated")
+    assert entries["job"]["gates"] == ["proxy.ready", "db:5432"]
+    rows = {line.split()[0]: line for line in table.splitlines()[1:]}
+    assert "main, mian (no records)" in rows["proxy"]
+    assert "proxy.ready, db:5432" in rows["job"]
+    assert "waiting at its gates" in rows["job"]
+
+
+def test_status_of_records_without_the_optional_fields(tmp_path: Path) -> None:
+    with live_wrapper(tmp_path, "old", {**STARTED, "name": "old"}):
+        entry = status_json(tmp_path)["old"]
+
+    assert (entry["state"], entry["role"], entry["waits_for"], entry["gates"]) == (
+        "running",
+        None,
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("required", "code", "said"),
+    [
+        pytest.param(["main=done"], 0, "", id="met"),
+        pytest.param(["main=done", "proxy=ready|running"], 0, "", id="one-of"),
+        pytest.param(["main=failed"], 1, "status: main is done, not failed\n", id="other-state"),
+        pytest.param(["proxy=ready"], 1, "status: proxy is running, not ready\n", id="running"),
+        pytest.param(["nope=done"], 1, "status: nope has no records, not done\n", id="absent"),
+    ],
+)
+def test_status_require_is_a_check_for_scripts(
+    tmp_path: Path, required: list[str], code: int, said: str
+) -> None:
+    assert cli("done", "--dir", tmp_path, "--name", "main").returncode == 0
+    flags = [word for value in required for word in ("--require", value)]
+    with live_wrapper(tmp_path, "proxy", {**STARTED, "name": "proxy"}):
+        result = cli("status", "--dir", tmp_path, "--json", *flags)
+        from_variable = cli(
+            "status", "--dir", tmp_path, env={ENV_PREFIX + "REQUIRE": ",".join(required)}
+        )
+
+    assert (result.returncode, result.stderr) == (code, said)
+    assert json.loads(result.stdout)["containers"]  # the report is printed all the same
+    assert (from_variable.returncode, from_variable.stderr) == (code, said)
+
+
+def test_status_require_of_a_missing_directory_fails(tmp_path: Path) -> None:
+    result = cli("status", "--dir", tmp_path / "absent", "--require", "main=done")
+    assert result.returncode == 1
