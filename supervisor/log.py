@@ -108,7 +108,10 @@ def _value(value: Any, limit: int) -> str:
 
 
 def _pairs(fields: dict[str, Any], limit: int) -> str:
-    return " ".join(f"{key}={_value(value, limit)}" for key, value in fields.items())
+    """``key=value ...``, leaving out what is unknown (None): a line for people."""
+    return " ".join(
+        f"{key}={_value(value, limit)}" for key, value in fields.items() if value is not None
+    )
 
 
 def message(event: str, fields: dict[str, Any]) -> str:

@@ -36,6 +36,7 @@ def test_json_carries_severity_and_message() -> None:
     assert record["level"] == "warning"
     assert record["severity"] == "WARNING"
     assert record["message"] == "child_exited exit_code=143 signal=SIGTERM"
+    assert log.message("child_ready", {"pid": 3, "probe": None}) == "child_ready pid=3"
 
 
 @pytest.mark.parametrize(
