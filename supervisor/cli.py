@@ -51,7 +51,9 @@ The main always leaves a completion record; the sidecar stops its child cleanly
 EPILOG = f"""\
 Every option also reads an environment variable: SIDECAR_SUPERVISOR_ + the flag in
 upper case with '-' as '_' (--grace-period: SIDECAR_SUPERVISOR_GRACE_PERIOD).
-A flag beats its variable, which beats the default. Run '{PROG} COMMAND --help'.
+A flag beats its variable, which beats the default. Durations (S) are seconds
+(1.5) or Go's form (500ms, 5s, 1m30s, 2h). Flags are never abbreviated.
+Run '{PROG} COMMAND --help'.
 """
 
 COMMANDS = {
@@ -68,12 +70,12 @@ COMMANDS = {
         f"{PROG} done [OPTIONS]",
     ),
     "status": (
-        "show what every container's markers say",
-        f"{PROG} status [OPTIONS] [--json]",
+        "show what every container's markers say; --require makes it a check",
+        f"{PROG} status [OPTIONS] [--json] [--require NAME=STATE]",
     ),
     "demo": (
-        "run the seed's Job on this machine, no cluster needed",
-        f"{PROG} demo [--without-supervisor]",
+        "run a Job that cannot complete, and the same Job fixed, on this machine",
+        f"{PROG} demo [--without-supervisor] [--task-seconds S]",
     ),
     "inject": (
         "rewrite a Job, CronJob or Pod manifest to use the supervisor (or native sidecars)",
@@ -108,16 +110,29 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # ``--grace 3`` must not mean --grace-period: a manifest relying on an
+        # abbreviation would break the day another flag starts with it.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 
+def _choices(option: Option) -> tuple[str, ...]:
+    return tuple(getattr(option.parse, "choices", ()))
+
+
 def _help(option: Option) -> str:
+    """The option's help, its variable and its default, unless the help tells the default."""
     default = option.default
     if isinstance(default, tuple):
-        default = ",".join(map(str, default)) or "none"
-    if option.flag == "--stop-signal":
-        default = "TERM"
+        default = ",".join(map(str, default)) or None
+    elif isinstance(default, float) and default.is_integer():
+        default = int(default)
+    if option.switch or "default" in option.help:
+        default = None
     shown = "" if default is None else f"; default {default}"
     return f"{option.help} [{option.env}{shown}]".replace("%", "%%")
 
@@ -145,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs: dict[str, Any] = {"help": _help(option), "default": None}
             if option.metavar:
                 kwargs["metavar"] = option.metavar
+            elif choices := _choices(option):
+                kwargs["metavar"] = "|".join(choices)
             if option.repeat:
                 kwargs["action"] = "append"
             if option.switch:
@@ -157,6 +174,64 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "copy":
             sub.add_argument("dest", nargs="?", metavar="DEST", help="the folder to copy into")
     return parser
+
+
+# The other role's flag for the same job, named when a role is given a flag it lacks.
+COUNTERPARTS = {
+    ("main", "--ready-tcp"): "the main's gate is --wait-tcp",
+    ("main", "--ready-http"): "the main's gate is --wait-http",
+    ("main", "--ready-file"): "the main waits for a sidecar's readiness with --wait-ready NAME",
+    ("main", "--ready-command"): "the main waits for a sidecar's readiness with --wait-ready NAME",
+    ("main", "--wait-for"): "a main waits for its sidecars' readiness with --wait-ready NAME",
+    ("main", "--stop-http"): "the main asks proxies it cannot wrap to quit with --quit-http",
+    ("sidecar", "--wait-tcp"): "a sidecar reports its own readiness with --ready-tcp",
+    ("sidecar", "--wait-http"): "a sidecar reports its own readiness with --ready-http",
+    ("sidecar", "--quit-http"): "a sidecar asks its own COMMAND to stop with --stop-http",
+    ("sidecar", "--preset"): "presets are for the main: it waits for and quits the proxy",
+}
+
+
+def _nearest(word: str, known: Sequence[str]) -> str | None:
+    """The known word that ``word`` abbreviates or most resembles, if any is close."""
+    starting = [candidate for candidate in known if candidate.startswith(word)]
+    if len(starting) == 1:
+        return starting[0]
+    import difflib  # noqa: PLC0415 - only a mistyped command line needs it
+
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def unknown_command(word: str) -> str:
+    nearest = _nearest(word, list(COMMANDS))
+    hint = f"; did you mean {nearest!r}?" if nearest else ""
+    return f"unknown command {word!r}{hint} (commands: {', '.join(COMMANDS)})"
+
+
+def unknown_flag(command: str | None, word: str) -> str:
+    """One line for an argument ``command`` does not take, with the nearest fix."""
+    flag = word.partition("=")[0]
+    where = f"{command} has" if command else "there is"
+    if not flag.startswith("-"):
+        return f"{command or PROG} takes no argument {word!r}"
+    own = [option.flag for option in OPTIONS.get(command or "", ())]
+    if not command:
+        own = ["--version", "--help"]
+    else:
+        own.append("--help")
+    others = [name for name, options in OPTIONS.items() if any(o.flag == flag for o in options)]
+    if others:
+        whose = "a " + " and ".join(others) + " option" if len(others) < 3 else "another's"
+        counterpart = COUNTERPARTS.get((command or "", flag))
+        return f"{flag} is {whose}, not {command or 'a command'}'s" + (
+            f"; {counterpart}" if counterpart else ""
+        )
+    nearest = _nearest(flag, own)
+    if nearest and nearest.startswith(flag):
+        return f"{where} no option {flag}; did you mean {nearest}? (flags are never abbreviated)"
+    helping = f"{PROG} {command} --help" if command else f"{PROG} --help"
+    hint = f"; did you mean {nearest}?" if nearest else f"; see '{helping}'"
+    return f"{where} no option {flag}{hint}"
 
 
 def _split(argv: list[str]) -> tuple[list[str], tuple[str, ...]]:
@@ -213,7 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     head, command = _split(args_list)
     parser = build_parser()
     try:
-        args = parser.parse_args(head)
+        if head and not head[0].startswith("-") and head[0] not in COMMANDS:
+            raise UsageError(unknown_command(head[0]))
+        args, unknown = parser.parse_known_args(head)
+        if unknown:
+            raise UsageError(unknown_flag(args.command, unknown[0]))
         if args.command is None:
             say(parser.format_help().rstrip("\n"))
             return 2
@@ -230,6 +309,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # ``status --json | head``: the reader left. Say nothing more on stdout
+        # (the interpreter's last flush would fail again) and exit as a tool
+        # killed by SIGPIPE would.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+        return 128 + 13
 
 
 # Descriptors a role needs at the most at once: the standard three, the loop's

@@ -31,6 +31,7 @@ from supervisor.values import (
     path,
     positive_duration,
     regex,
+    requirement,
     stop_signal,
     text,
 )
@@ -49,6 +50,8 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 Preset = Literal["istio", "linkerd", "cloud-sql-proxy"]
 MeshPreset = Literal["istio", "linkerd"]
 CheckFormat = Literal["text", "json"]
+# What ``status`` says of a container (docs/PROTOCOL.md and README, "done and status").
+ContainerState = Literal["waiting", "gated", "running", "ready", "done", "failed", "died"]
 
 
 def one_of(kind: Any) -> Callable[[str], str]:
@@ -101,7 +104,7 @@ NAME = Option(
     "--name",
     container_name,
     None,
-    "this container's name in the markers (default: the role)",
+    "this container's name in the markers (default: sidecar for sidecar, main for main and done)",
     metavar="NAME",
 )
 GRACE = Option(
@@ -349,7 +352,18 @@ DONE = (
     Option("--reason", text, "Completed", "reason to record", metavar="TEXT"),
 )
 
-STATUS = (Option("--json", boolean, False, "print JSON for machines", switch=True),)
+STATUS = (
+    Option("--json", boolean, False, "print JSON for machines", switch=True),
+    Option(
+        "--require",
+        requirement(*get_args(ContainerState)),
+        (),
+        "exit 1 unless container NAME is in STATE (several as STATE|STATE): "
+        + ", ".join(get_args(ContainerState)),
+        repeat=True,
+        metavar="NAME=STATE",
+    ),
+)
 
 DEMO = (
     Option(
@@ -522,6 +536,7 @@ class DoneConfig(NamedTuple):
 class StatusConfig(NamedTuple):
     dir: Path
     json: bool
+    require: tuple[tuple[str, tuple[str, ...]], ...]
     log_format: LogFormat
     log_level: LogLevel
 

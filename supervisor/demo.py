@@ -70,6 +70,10 @@ class Container:
         return 128 - code if code < 0 else code
 
 
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def _timestamp(line: str) -> str:
     """The ISO timestamp of a JSON log line (they sort as text); "" for other lines."""
     with contextlib.suppress(ValueError):
@@ -148,9 +152,21 @@ class Demo:
         if name not in SHOWN_EVENTS:
             return None
         fields = " ".join(
-            f"{key}={event[key]}" for key in SHOWN_EVENTS[name] if event.get(key) is not None
+            f"{key}={_shown(event[key])}"
+            for key in SHOWN_EVENTS[name]
+            if event.get(key) is not None
         )
-        return f"{name} {fields}".rstrip()
+        text = f"{name} {fields}".rstrip()
+        code = event.get("exit_code")
+        if name == "child_exited" and "stop_requested" in container.events and code:
+            # A reader's first question: why 143 when the Job succeeded?
+            text += (
+                f"  ({code} = 128 + {code - 128}: it ended on the "
+                f"{event.get('signal') or 'signal'} the supervisor sent; the container exits 0)"
+                if isinstance(code, int) and code > 128
+                else "  (the container still exits 0)"
+            )
+        return text
 
     def _drain(self, wait: float = 0.0) -> bool:
         """Show what the containers printed, then what their supervisors logged (in the
@@ -191,12 +207,21 @@ class Demo:
 
     def run(self) -> int:
         sidecar, main = self.containers
-        mode = "with sidecar-supervisor" if self.with_supervisor else "WITHOUT sidecar-supervisor"
         self.say(
-            f"The seed's Job, {mode}: a main that does 5 tasks and a sidecar that "
-            "collects logs forever.",
+            "A Job that cannot complete on its own: a main container that does 5 tasks and "
+            "exits, and a sidecar that collects logs forever.",
             BOLD,
         )
+        if self.with_supervisor:
+            self.say(
+                "Here both run under sidecar-supervisor: the sidecar's wrapper stops it once "
+                "the main has finished."
+            )
+        else:
+            self.say(
+                "Here both run bare, as in the Job as written: watch the sidecar outlive the main."
+            )
+        self.say("Each container runs once, as in a pod with restartPolicy: Never.")
         namespaces = "yes" if self.prefix else "no (unshare is not allowed here)"
         self.say(
             f"shared emptyDir: {self.dir}; each container in its own PID namespace: {namespaces}",
@@ -235,18 +260,36 @@ class Demo:
                 "hangs; the demo stops the sidecar now.",
                 BOLD,
             )
+            self.say("")
+            self.say(
+                "Next: 'sidecar-supervisor demo' runs the same pair with the supervisor; "
+                "'sidecar-supervisor check -f job.yaml' finds the Jobs of yours that would hang."
+            )
             return 0
         stopped_after = self._stop_latency_ms()
         if stopped_after is not None:
             self.say(f"  the sidecar stopped {stopped_after:.1f} ms after the main completed.")
         codes = [c.exit_code for c in self.containers]
-        verdict = "Succeeded" if all(code == 0 for code in codes) else "Failed"
+        if all(code == 0 for code in codes):
+            self.say(
+                "  Job: Succeeded. Every container ran once and exited 0, which is what a pod "
+                "with restartPolicy: Never needs.",
+                BOLD,
+            )
+        else:
+            self.say(
+                "  Job: Failed. Under restartPolicy: Never a container that exits non-zero "
+                "fails the pod.",
+                BOLD,
+            )
+        self.say("")
+        self.say("Next, for a cluster:")
         self.say(
-            f"  Job: {verdict} (restartPolicy Never: every container exited "
-            f"{'0' if verdict == 'Succeeded' else 'but not all with 0'}).",
-            BOLD,
+            "  examples/kubernetes/job-fixed.yaml (in the project's repository) is this Job, fixed"
         )
-        return 0 if verdict == "Succeeded" else 1
+        self.say("  sidecar-supervisor inject --image IMAGE -f job.yaml   rewrites a Job of yours")
+        self.say("  sidecar-supervisor check -f job.yaml                  finds what would hang")
+        return 0 if all(code == 0 for code in codes) else 1
 
     def _stop_latency_ms(self) -> float | None:
         """From the main's COMMAND exit to the sidecar's, as both supervisors logged them."""

@@ -18,11 +18,53 @@ from supervisor.markers import valid_name
 MAX_SECONDS = 100_000_000
 
 
+# Go's duration units (time.ParseDuration, what Kubernetes and its tools print),
+# in seconds. Both spellings of the micro sign.
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,
+    "\u03bcs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DIGITS = "0123456789."
+
+
+def _go_duration(text: str) -> float | None:
+    """Seconds of a duration in Go's form (``1m30s``, ``500ms``, ``1.5h``); None if not one.
+
+    Written out by hand rather than with ``re``: this runs at every start.
+    """
+    total, at, end = 0.0, 0, len(text)
+    while at < end:
+        start = at
+        while at < end and text[at] in _DIGITS:
+            at += 1
+        number = text[start:at]
+        start = at
+        while at < end and text[at] not in _DIGITS:
+            at += 1
+        unit = _UNITS.get(text[start:at])
+        if unit is None or not number or number == "." or number.count(".") > 1:
+            return None
+        total += float(number) * unit
+    return total if end else None
+
+
 def duration(text: str) -> float:
+    """Seconds (``1.5``) or Go's form (``5s``, ``1m30s``, ``500ms``, ``2h``)."""
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{text!r} is not a number of seconds") from None
+        found = _go_duration(text.strip())
+        if found is None:
+            raise ValueError(
+                f"{text!r} is not a duration (seconds such as 1.5, or 500ms, 5s, 1m30s, 2h)"
+            ) from None
+        value = found
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{text!r} is not a duration of zero or more seconds")
     if value > MAX_SECONDS:
@@ -71,11 +113,34 @@ def exit_status(text: str) -> int:
     return value
 
 
-def choice(*allowed: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in allowed:
-            raise ValueError(f"{text!r} is not one of {', '.join(allowed)}")
+class Choice:
+    """The parser of an option with a fixed set of values; ``--help`` lists ``choices``."""
+
+    def __init__(self, *allowed: str) -> None:
+        self.choices = allowed
+
+    def __call__(self, text: str) -> str:
+        if text not in self.choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(self.choices)}")
         return text
+
+
+def choice(*allowed: str) -> Choice:
+    return Choice(*allowed)
+
+
+def requirement(*states: str) -> Callable[[str], tuple[str, tuple[str, ...]]]:
+    """``NAME=STATE`` or ``NAME=STATE|STATE``: what ``status --require`` checks."""
+
+    def parse(text: str) -> tuple[str, tuple[str, ...]]:
+        name, sep, wanted = text.partition("=")
+        if not sep or not valid_name(name.strip()):
+            raise ValueError(f"{text!r} is not NAME=STATE (such as main=done)")
+        chosen = tuple(state.strip() for state in wanted.split("|"))
+        unknown = [state for state in chosen if state not in states]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a state: {', '.join(states)}")
+        return name.strip(), chosen
 
     return parse
 

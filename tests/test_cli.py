@@ -7,11 +7,14 @@ and ``status`` commands.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +105,141 @@ def test_help_names_every_flag_and_its_variable(command: str, flag: str) -> None
 
 def test_status_help_names_json() -> None:
     assert "--json" in help_text("status")
+
+
+def _choice_cases() -> list[tuple[str, str, tuple[str, ...]]]:
+    return [
+        (command, option.flag, tuple(option.parse.choices))
+        for command, options in OPTIONS.items()
+        for option in options
+        if hasattr(option.parse, "choices")
+    ]
+
+
+def test_every_choice_option_is_found() -> None:
+    flags = {flag for _, flag, _ in _choice_cases()}
+    wanted = {"--preset", "--restart", "--exit-code", "--wait-mode", "--stop-on"}
+    wanted |= {"--on-ready-timeout", "--log-format", "--log-level", "--format"}
+    assert wanted <= flags
+
+
+@pytest.mark.parametrize(("command", "flag", "choices"), _choice_cases())
+def test_help_lists_the_choices(command: str, flag: str, choices: tuple[str, ...]) -> None:
+    assert f"{flag} {'|'.join(choices)} " in help_text(command)
+
+
+def test_help_says_each_default_once_and_right() -> None:
+    sidecar, done, main = help_text("sidecar"), help_text("done"), help_text("main")
+    wait_for = sidecar.split("--wait-for NAME", 1)[1].split("--wait-mode", 1)[0]
+    assert "default: main, unless --marker or --watch-process" in wait_for
+    assert "default none" not in wait_for
+    stop_signal = sidecar.split("--stop-signal SIG", 1)[1].split("--stop-http", 1)[0]
+    assert stop_signal.count("default") == 1
+    assert "main for main and done" in done
+    assert "GRACE_PERIOD; default 10]" in main  # whole seconds, as the README writes them
+    assert "default False" not in help_text("demo")
+
+
+def test_demo_usage_names_its_options() -> None:
+    usage = help_text("demo").split("options:", 1)[0]
+    assert "--without-supervisor" in usage
+    assert "--task-seconds" in usage
+    assert "seed" not in help_text()
+
+
+# --- mistyped command lines ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["main", "--grace", "3"], "did you mean --grace-period? (flags are never abbreviated)"),
+        (["main", "--grace=3"], "did you mean --grace-period?"),
+        (["sidecar", "--wait", "main"], "--wait"),
+        (["demo", "--without"], "did you mean --without-supervisor?"),
+        (
+            ["main", "--ready-tcp", "db:5432"],
+            "sidecar option, not main's; the main's gate is --wait-tcp",
+        ),
+        (["main", "--ready-http", "http://x/"], "the main's gate is --wait-http"),
+        (["sidecar", "--wait-tcp", "db:5432"], "main option, not sidecar's; a sidecar reports"),
+        (["sidecar", "--quit-http", "http://x/"], "--stop-http"),
+        (["done", "--wait-for", "x"], "--wait-for is a sidecar option, not done's"),
+        (["main", "--grace-perod", "3"], "did you mean --grace-period?"),
+        (["status", "--jsn"], "did you mean --json?"),
+        (["mian"], "unknown command 'mian'; did you mean 'main'?"),
+        (["stauts"], "did you mean 'status'?"),
+        (["--verison"], "did you mean --version?"),
+        (["status", "extra"], "status takes no argument 'extra'"),
+    ],
+)
+def test_mistyped_command_lines_get_the_nearest_fix(
+    tmp_path: Path, args: list[str], hint: str
+) -> None:
+    command = args[0] if args[0] in OPTIONS else "status"
+    flags = args[1:] if args[0] in OPTIONS else args
+    if args[0] not in OPTIONS:  # a mistyped command or a top-level flag: run as given
+        result = cli(*args)
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert hint in result.stderr
+        return
+    assert_usage_error(tmp_path, [command, *flags], {}, hint)
+
+
+def test_an_abbreviation_never_stands_for_a_flag(tmp_path: Path) -> None:
+    """Not even when it is unambiguous today: a new flag would break the manifest."""
+    assert_usage_error(tmp_path, ["main", "--grace", "3"], {}, "--grace")
+    assert_usage_error(tmp_path, ["sidecar", "--term", "3"], {}, "--term-hold")
+    assert_usage_error(tmp_path, ["status", "--js"], {}, "--json")
+
+
+def test_a_closed_pipe_is_not_a_traceback(tmp_path: Path) -> None:
+    """``demo | head``: the reader leaves; the demo stops its containers and says nothing."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    try:
+        result = subprocess.run(
+            [*SUPERVISOR, "demo", "--task-seconds", "0.1"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=clean,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141  # as a tool killed by SIGPIPE
+    assert result.stderr == ""
+    # The autouse fixture fails the test if a "container" was left running.
+
+
+def test_status_json_into_a_closed_pipe(tmp_path: Path) -> None:
+    for number in range(300):  # more than a pipe's buffer of JSON
+        assert cli("done", "--dir", tmp_path, "--name", f"job-{number}").returncode == 0
+    result = subprocess.run(
+        [
+            "sh",
+            "-c",
+            '"$@" | head -c 10',
+            "sh",
+            *SUPERVISOR,
+            "status",
+            "--dir",
+            str(tmp_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert len(result.stdout) == 10
+    assert result.stderr == ""
 
 
 def test_no_command_is_a_usage_error() -> None:
@@ -337,14 +475,20 @@ def test_status_after_main_runs(tmp_path: Path) -> None:
     )
     assert isinstance(job["started_at"], str)
 
+    assert isinstance(job["duration_s"], float)
+    assert isinstance(job["finished_at"], str)
+
     table = cli("status", "--dir", tmp_path)
     assert table.returncode == 0
     header, *rows = table.stdout.splitlines()
-    assert header.split()[:4] == ["NAME", "STATE", "ATTEMPT", "EXIT_CODE"]
-    assert [row.split()[:4] for row in rows] == [
-        ["job", "failed", "1", "3"],
-        ["ok", "done", "1", "0"],
+    assert header.split() == [
+        *("NAME", "STATE", "ATTEMPT", "EXIT_CODE", "SIGNAL", "DURATION", "WAITS_FOR", "NOTE")
     ]
+    assert [row.split()[:5] for row in rows] == [
+        ["job", "failed", "1", "3", "-"],
+        ["ok", "done", "1", "0", "-"],
+    ]
+    assert rows[0].split()[-1] == "Error"
 
 
 def test_status_of_a_running_then_signaled_main(start: StartContainer, shared: Path) -> None:
@@ -357,6 +501,8 @@ def test_status_of_a_running_then_signaled_main(start: StartContainer, shared: P
 
     entry = status_json(shared)["main"]
     assert (entry["state"], entry["exit_code"], entry["reason"]) == ("failed", None, "Signaled")
+    assert entry["signal"] == signal.SIGTERM
+    assert cli("status", "--dir", shared).stdout.splitlines()[1].split()[4] == "SIGTERM"
 
 
 def test_status_of_a_main_that_died_without_a_record(start: StartContainer, shared: Path) -> None:
@@ -368,3 +514,82 @@ def test_status_of_a_main_that_died_without_a_record(start: StartContainer, shar
     main.wait()
 
     assert status_json(shared)["main"]["state"] == "died"
+
+
+@contextlib.contextmanager
+def live_wrapper(directory: Path, name: str, started: dict[str, Any]) -> Iterator[None]:
+    """``NAME.started`` as a wrapper writes it, and its lock held as by a live wrapper."""
+    (directory / f"{name}.started").write_text(json.dumps(started))
+    fd = os.open(directory / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+STARTED = {"pid": 1, "attempt": 1, "started_at": "2030-01-01T00:00:00.000Z"}
+
+
+def test_status_shows_what_each_sidecar_waits_for_and_a_main_at_its_gates(
+    tmp_path: Path,
+) -> None:
+    """Optional fields of ``.started`` (docs/PROTOCOL.md): a typo in --wait-for shows."""
+    assert cli("done", "--dir", tmp_path, "--name", "main").returncode == 0
+    proxy = {**STARTED, "name": "proxy", "role": "sidecar", "waits_for": ["main", "mian"]}
+    job = {**STARTED, "name": "job", "role": "main", "gates": ["proxy.ready", "db:5432"]}
+    with live_wrapper(tmp_path, "proxy", proxy), live_wrapper(tmp_path, "job", job):
+        entries = status_json(tmp_path)
+        table = cli("status", "--dir", tmp_path).stdout
+
+    assert (entries["proxy"]["role"], entries["proxy"]["state"]) == ("sidecar", "running")
+    assert entries["proxy"]["waits_for"] == ["main", "mian"]
+    assert (entries["job"]["role"], entries["job"]["state"]) == ("main", "gated")
+    assert entries["job"]["gates"] == ["proxy.ready", "db:5432"]
+    rows = {line.split()[0]: line for line in table.splitlines()[1:]}
+    assert "main, mian (no records)" in rows["proxy"]
+    assert "proxy.ready, db:5432" in rows["job"]
+    assert "waiting at its gates" in rows["job"]
+
+
+def test_status_of_records_without_the_optional_fields(tmp_path: Path) -> None:
+    with live_wrapper(tmp_path, "old", {**STARTED, "name": "old"}):
+        entry = status_json(tmp_path)["old"]
+
+    assert (entry["state"], entry["role"], entry["waits_for"], entry["gates"]) == (
+        "running",
+        None,
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("required", "code", "said"),
+    [
+        pytest.param(["main=done"], 0, "", id="met"),
+        pytest.param(["main=done", "proxy=ready|running"], 0, "", id="one-of"),
+        pytest.param(["main=failed"], 1, "status: main is done, not failed\n", id="other-state"),
+        pytest.param(["proxy=ready"], 1, "status: proxy is running, not ready\n", id="running"),
+        pytest.param(["nope=done"], 1, "status: nope has no records, not done\n", id="absent"),
+    ],
+)
+def test_status_require_is_a_check_for_scripts(
+    tmp_path: Path, required: list[str], code: int, said: str
+) -> None:
+    assert cli("done", "--dir", tmp_path, "--name", "main").returncode == 0
+    flags = [word for value in required for word in ("--require", value)]
+    with live_wrapper(tmp_path, "proxy", {**STARTED, "name": "proxy"}):
+        result = cli("status", "--dir", tmp_path, "--json", *flags)
+        from_variable = cli(
+            "status", "--dir", tmp_path, env={ENV_PREFIX + "REQUIRE": ",".join(required)}
+        )
+
+    assert (result.returncode, result.stderr) == (code, said)
+    assert json.loads(result.stdout)["containers"]  # the report is printed all the same
+    assert (from_variable.returncode, from_variable.stderr) == (code, said)
+
+
+def test_status_require_of_a_missing_directory_fails(tmp_path: Path) -> None:
+    result = cli("status", "--dir", tmp_path / "absent", "--require", "main=done")
+    assert result.returncode == 1

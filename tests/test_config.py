@@ -56,11 +56,48 @@ def test_duration_accepts_seconds(text: str, seconds: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", " ", "abc", "1s", "-1", "-0.5", "nan", "inf", "-inf", "1e999"]
+    ("text", "seconds"),
+    [
+        ("5s", 5.0),
+        ("1m30s", 90.0),
+        ("500ms", 0.5),
+        ("2m", 120.0),
+        ("1.5h", 5400.0),
+        ("2h45m", 9900.0),
+        (".5s", 0.5),
+        ("250us", 0.00025),
+        ("250\u00b5s", 0.00025),
+        ("0s", 0.0),
+        (" 10s ", 10.0),
+    ],
+)
+def test_duration_accepts_go_durations(text: str, seconds: float) -> None:
+    """Kubernetes users type ``30s`` by habit: Go's time.ParseDuration form."""
+    assert duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *("", " ", "abc", "-1", "-0.5", "nan", "inf", "-inf", "1e999"),
+        *("s", "5x", "1d", "-1s", "1s2", "5 s", "1..2s", ".s", "1m-1s", "s5", "1S"),
+        "9" * 400 + "h",
+    ],
 )
 def test_duration_rejects_anything_else(text: str) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - the message is the user's one line
         duration(text)
+
+
+def test_duration_error_shows_both_forms() -> None:
+    with pytest.raises(ValueError, match=r"1\.5.*1m30s"):
+        duration("soon")
+
+
+def test_duration_flags_and_variables_take_go_durations() -> None:
+    config = sidecar({"grace_period": "1m"}, TERM_HOLD="500ms")
+
+    assert (config.grace_period, config.term_hold) == (60.0, 0.5)
 
 
 def test_positive_duration_rejects_zero_but_not_a_little_more() -> None:
@@ -372,3 +409,26 @@ def test_any_flags_resolve_or_are_a_usage_error(data: st.DataObject) -> None:
 
     assert isinstance(config, SidecarConfig)
     assert config.name not in config.wait_for
+
+
+# --- status --require --------------------------------------------------------------
+
+
+def test_status_require_takes_name_equals_states() -> None:
+    config = resolve("status", {"require": ["main=done", "proxy=ready|running"]}, env={})
+
+    assert isinstance(config, StatusConfig)
+    assert config.require == (("main", ("done",)), ("proxy", ("ready", "running")))
+
+
+@pytest.mark.parametrize("value", ["main", "main=", "main=finished", "=done", "a/b=done"])
+def test_status_require_refuses_anything_else(value: str) -> None:
+    with pytest.raises(UsageError, match=r"^--require: "):
+        resolve("status", {"require": [value]}, env={})
+
+
+def test_status_require_from_its_variable() -> None:
+    config = resolve("status", {}, env={PREFIX + "REQUIRE": "main=done, proxy=ready"})
+
+    assert isinstance(config, StatusConfig)
+    assert config.require == (("main", ("done",)), ("proxy", ("ready",)))

@@ -41,6 +41,27 @@ def test_with_the_supervisor_the_job_succeeds() -> None:
     assert not shared_dir(out).exists()
 
 
+def test_the_demo_speaks_to_a_newcomer() -> None:
+    """No project history; the 143 explained; the policy it reasons with; the next step."""
+    out = run_demo().stdout
+    assert "seed" not in out.lower()
+    assert out.startswith("A Job that cannot complete on its own")
+    assert re.search(
+        r"^sidecar +\| \[supervisor\] child_exited exit_code=143 signal=SIGTERM"
+        r"  \(143 = 128 \+ 15: it ended on the SIGTERM the supervisor sent; "
+        r"the container exits 0\)$",
+        out,
+        re.M,
+    )
+    assert "stop_requested actions=SIGTERM\n" in out  # a list shown as a list, not repr
+    assert "as in a pod with restartPolicy: Never" in out
+    assert "what a pod with restartPolicy: Never needs" in out
+    next_steps = out.split("Next, for a cluster:", 1)[1]
+    for step in ("examples/kubernetes/job-fixed.yaml", "sidecar-supervisor inject", "check -f"):
+        assert step in next_steps
+    assert not shared_dir(out).exists()
+
+
 def test_without_the_supervisor_the_sidecar_outlives_the_main() -> None:
     result = run_demo("--without-supervisor")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -49,6 +70,7 @@ def test_without_the_supervisor_the_sidecar_outlives_the_main() -> None:
     assert "sidecar container is collecting logs" in tail  # still logging after the main
     assert re.search(r"sidecar +- .* still running", out)
     assert "Job: never completes" in out
+    assert "Next: 'sidecar-supervisor demo' runs the same pair with the supervisor" in out
     assert not shared_dir(out).exists()
 
 

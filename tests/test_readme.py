@@ -124,3 +124,63 @@ def test_the_first_command_installs_and_runs_the_demo(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Job: Succeeded" in result.stdout
+
+
+def console_samples() -> list[list[str]]:
+    """The README's console log samples (section "Logs"): the sidecar's, then the main's."""
+    logs = README.split("\n## Logs\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```\n(.*?)```", logs, re.S)
+    return [block.splitlines() for block in blocks[:2]]
+
+
+CONSOLE_LINE = re.compile(r"(\d\d:\d\d:\d\d\.\d{3}) (info |warn |error|debug) (\S+) (\w+)(.*)")
+
+
+def shape(line: str) -> tuple[str, str, str, list[str]]:
+    """Level, name, event and the keys of one console line: what does not vary by run."""
+    match = CONSOLE_LINE.fullmatch(line)
+    assert match, line
+    keys = re.findall(r" (\w+)=", re.sub(r'"[^"]*"', '""', match.group(5)))
+    return match.group(2), match.group(3), match.group(4), keys
+
+
+def test_the_console_sample_is_what_the_console_format_prints(tmp_path: Path) -> None:
+    """The by-hand example with ``--log-format console``: the README's sample, line by line."""
+    sidecar_sample, main_sample = console_samples()
+    by_hand = [ln for ln in shell_lines() if "--dir /tmp/pod" in ln]
+    pod = tmp_path / "pod"
+
+    def argv(line: str) -> list[str]:
+        line = line.replace("/tmp/pod", str(pod)).replace("sleep 1", "sleep 0.1")  # noqa: S108
+        words = line.split(" ", 2)
+        return [*SUPERVISOR, words[1], "--log-format", "console", *split_rest(words[2])]
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_SUPERVISOR_")}
+    sidecar_log = tmp_path / "sidecar.log"
+    with sidecar_log.open("w") as stderr:
+        sidecar = subprocess.Popen(
+            argv(by_hand[0]), stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
+        )
+        try:
+            assert sidecar.stdout is not None
+            sidecar.stdout.readline()
+            main = subprocess.run(
+                argv(by_hand[1]),
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                env=env,
+                check=True,
+            )
+            assert sidecar.wait(TIMEOUT) == 0
+        finally:
+            if sidecar.poll() is None:
+                sidecar.kill()
+                sidecar.wait()
+            if sidecar.stdout is not None:
+                sidecar.stdout.close()
+
+    assert [shape(ln) for ln in sidecar_log.read_text().splitlines()] == [
+        shape(ln) for ln in sidecar_sample
+    ]
+    assert [shape(ln) for ln in main.stderr.splitlines()] == [shape(ln) for ln in main_sample]
