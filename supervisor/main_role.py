@@ -124,7 +124,8 @@ class Main:
             command=list(config.command),
         )
         self.records.prepare()
-        self.records.begin_attempt()
+        gates = [*config.wait_ready, *config.wait_tcp, *config.wait_http]
+        self.records.begin_attempt(role="main", gates=gates or None)
         if probes:
             self._wait_at_gates(probes)
         else:
@@ -132,7 +133,7 @@ class Main:
         self.loop.run_until(lambda: self.phase is Phase.EXITED, self.on_event)
         self.procs.kill_all()
         return exiting(
-            self.config.termination_log, f"{self.config.name} (main): {self.summary}", self.code
+            self.config.termination_log, (self.config.name, "main"), self.summary, self.code
         )
 
     def on_event(self, event: Event) -> None:
@@ -197,6 +198,7 @@ class Main:
         if self.prober is not None:
             self.prober.set()
             self.prober = None
+            self.records.update_started(gates=None)  # no longer waiting there
 
     def _ready_timeout(self) -> None:
         config = self.config

@@ -36,6 +36,7 @@ class OwnRecords:
         self.lock = OwnLock(marker_path(directory, name, "lock"))
         self.attempt = 1
         self.started_at: float | None = None
+        self._about: dict[str, Any] = {}
 
     def path(self, kind: str) -> Path:
         return marker_path(self.directory, self.name, kind)
@@ -77,18 +78,25 @@ class OwnRecords:
                 hint=_permission_hint(self.directory) if isinstance(exc, PermissionError) else None,
             )
 
-    def begin_attempt(self) -> None:
-        """Remove a stale ``.done`` and write ``.started`` with the next attempt number."""
+    def begin_attempt(self, **about: Any) -> None:
+        """Remove a stale ``.done`` and write ``.started`` with the next attempt number.
+
+        ``about``: optional fields for people and ``status`` (``role``, ``waits_for``,
+        ``gates``; docs/PROTOCOL.md, "Records")."""
         previous = read_json(self.path("started"))
         last = int_or_none(previous.get("attempt")) if previous is not None else None
         if last is not None:
             self.attempt = max(1, last + 1)
-        try:
-            remove(self.path("done"))
-            remove(self.path("ready"))
-        except OSError as exc:
-            log.error("marker_remove_failed", path=str(self.path("done")), error=exc.strerror)
+        for kind in ("done", "ready"):
+            try:
+                remove(self.path(kind))
+            except OSError as exc:
+                log.error("marker_remove_failed", path=str(self.path(kind)), error=exc.strerror)
         self.started_at = now()
+        self._about = about
+        self._write_started()
+
+    def _write_started(self) -> None:
         self._write(
             "started",
             {
@@ -98,8 +106,14 @@ class OwnRecords:
                 "started_at": iso(self.started_at),
                 # False: no lock is held for this attempt, so a free lock says nothing
                 "locked": self.lock.held,
+                **{key: value for key, value in self._about.items() if value is not None},
             },
         )
+
+    def update_started(self, **about: Any) -> None:
+        """Write ``.started`` again with these optional fields changed (None: removed)."""
+        self._about = {**self._about, **about}
+        self._write_started()
 
     def ready(self, pid: int) -> None:
         self._write("ready", {"name": self.name, "pid": pid, "ready_at": iso(now())})
@@ -209,8 +223,13 @@ def write_termination_log(path: Path, line: str) -> None:
         os.close(fd)
 
 
-def exiting(termination_log: Path, summary: str, code: int) -> int:
-    """The last words of either role: the termination log and ``supervisor_exiting``."""
+def exiting(termination_log: Path, who: tuple[str, str], summary: str, code: int) -> int:
+    """The last words of either role: the termination log and ``supervisor_exiting``.
+
+    ``who``: (name, role); the summary starts with the name, and the role too when
+    the name does not say it."""
+    name, role = who
+    summary = f"{name}: {summary}" if name == role else f"{name} ({role}): {summary}"
     write_termination_log(termination_log, summary)
     log.info("supervisor_exiting", exit_code=code, summary=summary)
     return code

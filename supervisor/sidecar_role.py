@@ -152,7 +152,7 @@ class Sidecar:
             self.watcher.check(woken_by="start")
             if self.watcher.satisfied:
                 return self._already_complete()
-            self.records.begin_attempt()
+            self.records.begin_attempt(role="sidecar", waits_for=list(self.config.wait_for))
             try:
                 self._start_child()
             except CommandError as exc:
@@ -495,9 +495,7 @@ class Sidecar:
 
     def _exit(self, code: int, summary: str) -> int:
         self.procs.kill_all()
-        return exiting(
-            self.config.termination_log, f"{self.config.name} (sidecar): {summary}", code
-        )
+        return exiting(self.config.termination_log, (self.config.name, "sidecar"), summary, code)
 
 
 def _age(path: str | None) -> float | None:

@@ -43,10 +43,19 @@ def documented_fields() -> dict[str, set[str]]:
 
 
 def records_written(start: StartContainer, shared: Path) -> dict[str, list[dict[str, object]]]:
-    """Every kind of record the commands write: both roles, a stopped sidecar, ``done``."""
+    """Every kind of record the commands write: a main at its gates and after, a sidecar
+    ready and stopped, ``done``. Records that change are read at each stage."""
+    found: dict[str, list[dict[str, object]]] = {"started": [], "ready": [], "done": []}
+
+    def take(path: Path) -> None:
+        found[path.suffix.lstrip(".")].append(json.loads(path.read_text()))
+
+    main = start("main", "--dir", shared, "--name", "m", "--wait-ready", "s", "--", "true")
+    wait_until((shared / "m.started").exists, what="m.started")
+    take(shared / "m.started")  # at its gates
     side = start("sidecar", "--dir", shared, "--name", "s", "--wait-for", "m", "--", "sleep", "60")
     wait_until((shared / "s.ready").exists, what="s.ready")
-    main = start("main", "--dir", shared, "--name", "m", "--", "true")
+    take(shared / "s.ready")  # removed once the sidecar's COMMAND ends
     assert main.wait() == 0
     assert side.wait() == 0
     subprocess.run(
@@ -54,12 +63,12 @@ def records_written(start: StartContainer, shared: Path) -> dict[str, list[dict[
         check=True,
         timeout=TIMEOUT,
     )
-    found: dict[str, list[dict[str, object]]] = {"started": [], "ready": [], "done": []}
     for path in sorted(shared.iterdir()):
-        kind = path.suffix.lstrip(".")
-        if kind in found:
-            found[kind].append(json.loads(path.read_text()))
-    assert [len(found[k]) for k in ("started", "ready", "done")] == [2, 1, 3], found
+        if path.suffix in (".started", ".done"):
+            take(path)
+    assert [len(found[k]) for k in ("started", "ready", "done")] == [3, 1, 3], found
+    assert "gates" in found["started"][0]
+    assert "gates" not in found["started"][1]  # m.started once COMMAND started
     return found
 
 

@@ -59,7 +59,7 @@ def test_the_by_hand_example_runs_as_written(tmp_path: Path) -> None:
     lines = shell_lines()
     by_hand = [ln for ln in lines if "--dir /tmp/pod" in ln]
     assert len(by_hand) == 3
-    assert "rm -rf /tmp/pod" in lines  # what makes the second run work
+    assert "rm -rf /tmp/pod && mkdir /tmp/pod" in [ln.split("#")[0].strip() for ln in lines]
     pod = tmp_path / "pod"
 
     def argv(line: str) -> list[str]:
@@ -70,7 +70,8 @@ def test_the_by_hand_example_runs_as_written(tmp_path: Path) -> None:
         return [*SUPERVISOR, words[1], *split_rest(words[2])]
 
     for _run in range(2):
-        shutil.rmtree(pod, ignore_errors=True)  # the recipe's rm -rf
+        shutil.rmtree(pod, ignore_errors=True)  # the recipe's rm -rf and mkdir
+        pod.mkdir()
         sidecar = subprocess.Popen(argv(by_hand[0]), stdout=subprocess.PIPE, text=True)
         try:
             assert sidecar.stdout is not None
@@ -156,6 +157,7 @@ def test_the_console_sample_is_what_the_console_format_prints(tmp_path: Path) ->
         return [*SUPERVISOR, words[1], "--log-format", "console", *split_rest(words[2])]
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_SUPERVISOR_")}
+    pod.mkdir()  # the recipe's mkdir
     sidecar_log = tmp_path / "sidecar.log"
     with sidecar_log.open("w") as stderr:
         sidecar = subprocess.Popen(
