@@ -27,6 +27,7 @@ from supervisor.events import (
     CallsDone,
     ChildExited,
     Event,
+    LivenessFailed,
     ProbeReady,
     Signal,
     SourceChanged,
@@ -134,7 +135,7 @@ class Main:
                     self._end_if_over()
             case TimerFired():
                 pass
-            case ProbeReady():
+            case ProbeReady() | LivenessFailed():
                 pass
             case CallsDone("quit"):
                 self.calls_pending = False
