@@ -327,8 +327,8 @@ SIDECAR = (
     Option(
         "--restart",
         one_of(RestartPolicy),
-        "on-failure",
-        "restart the child if it exits before completion",
+        "always",
+        "restart the child if it exits before completion (always: whatever its status)",
     ),
     Option(
         "--exit-code",
