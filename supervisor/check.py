@@ -219,7 +219,7 @@ class _Checker:
 
     def _volumes(self) -> Iterator[Finding]:
         waits = any(
-            (isinstance(c.config, SidecarConfig) and c.config.wait_for)
+            (isinstance(c.config, SidecarConfig) and (c.config.wait_for or c.config.wait_ready))
             or (isinstance(c.config, MainConfig) and c.config.wait_ready)
             for c in self.wrappers
         )
@@ -229,7 +229,9 @@ class _Checker:
         for c in self.wrappers:
             assert c.config is not None
             directory = str(c.config.dir)
-            if isinstance(c.config, SidecarConfig) and not c.config.wait_for:
+            if isinstance(c.config, SidecarConfig) and not (
+                c.config.wait_for or c.config.wait_ready
+            ):
                 continue  # waits for a marker or a process, not for records
             volume = manifest.volume_at(c.spec, directory)
             if volume is not None:
@@ -238,7 +240,9 @@ class _Checker:
         for c in self.wrappers:
             assert c.config is not None
             directory = str(c.config.dir)
-            if isinstance(c.config, SidecarConfig) and not c.config.wait_for:
+            if isinstance(c.config, SidecarConfig) and not (
+                c.config.wait_for or c.config.wait_ready
+            ):
                 continue
             if manifest.volume_at(c.spec, directory) is not None:
                 continue
@@ -277,7 +281,7 @@ class _Checker:
             if isinstance(c.config, SidecarConfig):
                 for target in c.config.wait_for:
                     yield from self._target(c, "--wait-for", target, records, by_container)
-            elif isinstance(c.config, MainConfig):
+            if isinstance(c.config, SidecarConfig | MainConfig):
                 for target in c.config.wait_ready:
                     if target in sidecars:
                         continue
@@ -291,9 +295,7 @@ class _Checker:
         records: Counter[str],
         by_container: dict[str, _Container],
     ) -> Iterator[Finding]:
-        hang = (
-            "it never stops" if flag == "--wait-for" else "the main waits --ready-timeout and fails"
-        )
+        hang = "it never stops" if flag == "--wait-for" else "it waits --ready-timeout and fails"
         other = by_container.get(target)
         if flag == "--wait-ready" and target in records:
             yield self.finding(

@@ -154,6 +154,33 @@ POLL = Option(
     metavar="S",
 )
 
+# The gates before COMMAND starts, in both roles.
+WAIT_READY = Option(
+    "--wait-ready",
+    container_name,
+    (),
+    "wait for <dir>/NAME.ready before starting",
+    repeat=True,
+    metavar="NAME",
+)
+READY_TIMEOUT = Option(
+    "--ready-timeout", duration, 60.0, "seconds to wait for all the gates", metavar="S"
+)
+ON_READY_TIMEOUT = Option(
+    "--on-ready-timeout",
+    one_of(OnReadyTimeout),
+    "fail",
+    "fail: exit 1 and still write the completion record; start: run COMMAND anyway",
+)
+
+
+def _threshold(text: str) -> int:
+    """A number of failures in a row: 1 or more."""
+    if not (text.isascii() and text.strip().isdigit()) or not 0 < int(text) <= 1_000_000:
+        raise ValueError(f"{text!r} is not a whole number from 1 to 1000000")
+    return int(text)
+
+
 SIDECAR = (
     NAME,
     Option(
@@ -261,6 +288,44 @@ SIDECAR = (
     Option("--ready-file", path, None, "the child is ready when this file exists", metavar="PATH"),
     READY_INTERVAL,
     PROBE_TIMEOUT,
+    Option(
+        "--live-http",
+        http_url,
+        None,
+        "restart the child when this URL fails to answer 2xx --live-failures times in a row",
+        metavar="URL",
+    ),
+    Option(
+        "--live-tcp",
+        host_port,
+        None,
+        "restart the child when HOST:PORT refuses --live-failures times in a row",
+        metavar="HOST:PORT",
+    ),
+    Option(
+        "--live-command",
+        command_line,
+        (),
+        "restart the child when this command fails --live-failures times in a row",
+        metavar="CMD",
+    ),
+    Option(
+        "--live-interval",
+        positive_duration,
+        10.0,
+        "seconds between liveness checks (the first one an interval after the child is ready)",
+        metavar="S",
+    ),
+    Option(
+        "--live-failures",
+        _threshold,
+        3,
+        "liveness checks that must fail in a row before the child is restarted",
+        metavar="N",
+    ),
+    WAIT_READY,
+    READY_TIMEOUT,
+    ON_READY_TIMEOUT,
     GRACE,
     Option(
         "--term-hold",
@@ -273,8 +338,8 @@ SIDECAR = (
     Option(
         "--restart",
         one_of(RestartPolicy),
-        "on-failure",
-        "restart the child if it exits before completion",
+        "always",
+        "restart the child if it exits before completion (always: whatever its status)",
     ),
     Option(
         "--exit-code",
@@ -289,14 +354,7 @@ SIDECAR = (
 
 MAIN = (
     NAME,
-    Option(
-        "--wait-ready",
-        container_name,
-        (),
-        "wait for <dir>/NAME.ready before starting",
-        repeat=True,
-        metavar="NAME",
-    ),
+    WAIT_READY,
     Option(
         "--wait-http",
         http_url,
@@ -313,13 +371,8 @@ MAIN = (
         repeat=True,
         metavar="HOST:PORT",
     ),
-    Option("--ready-timeout", duration, 60.0, "seconds to wait for all of them", metavar="S"),
-    Option(
-        "--on-ready-timeout",
-        one_of(OnReadyTimeout),
-        "fail",
-        "fail: exit 1 and still write the completion record; start: run COMMAND anyway",
-    ),
+    READY_TIMEOUT,
+    ON_READY_TIMEOUT,
     READY_INTERVAL,
     PROBE_TIMEOUT,
     Option(
@@ -496,6 +549,14 @@ class SidecarConfig(NamedTuple):
     ready_file: Path | None
     ready_interval: float
     probe_timeout: float
+    live_http: str | None
+    live_tcp: str | None
+    live_command: tuple[str, ...]
+    live_interval: float
+    live_failures: int
+    wait_ready: tuple[str, ...]
+    ready_timeout: float
+    on_ready_timeout: OnReadyTimeout
     grace_period: float
     term_hold: float
     restart: RestartPolicy
@@ -623,6 +684,13 @@ def resolve(
             values["wait_for"] = ("main",)
         if values["name"] in values["wait_for"]:
             raise UsageError(f"--wait-for: a sidecar cannot wait for itself ({values['name']!r})")
+        live = values["live_http"] or values["live_tcp"] or values["live_command"]
+        if live and values["restart"] == "never":
+            raise UsageError(
+                "--live-*: a failed liveness probe restarts the child; --restart never forbids it"
+            )
+        if values["name"] in values["wait_ready"]:
+            raise UsageError(f"--wait-ready: a sidecar cannot wait for itself ({values['name']!r})")
         if values["stop_signal"] == AUTO_SIGNAL:
             asked_otherwise = values["stop_http"] or values["stop_command"]
             values["stop_signal"] = None if asked_otherwise else int(signal.SIGTERM)

@@ -83,6 +83,23 @@ class ProbeReady:
         return f"ProbeReady({self.label!r}, {self.generation})"
 
 
+class LivenessFailed:
+    """A liveness probe failed ``failures`` times in a row for child ``generation``;
+    ``last`` is its last answer."""
+
+    __slots__ = ("failures", "generation", "last", "probe")
+    __match_args__ = ("generation", "probe", "last", "failures")
+
+    def __init__(self, generation: int, probe: str, last: str, failures: int) -> None:
+        self.generation = generation
+        self.probe = probe
+        self.last = last
+        self.failures = failures
+
+    def __repr__(self) -> str:
+        return f"LivenessFailed({self.generation}, {self.probe!r}, {self.last!r})"
+
+
 class CallsDone:
     """HTTP calls started beside the loop have all answered or timed out."""
 
@@ -110,4 +127,13 @@ class ThreadFailed:
         return f"ThreadFailed({self.name!r}, {self.error!r})"
 
 
-Event = Signal | ChildExited | TimerFired | SourceChanged | ProbeReady | CallsDone | ThreadFailed
+Event = (
+    Signal
+    | ChildExited
+    | TimerFired
+    | SourceChanged
+    | ProbeReady
+    | LivenessFailed
+    | CallsDone
+    | ThreadFailed
+)

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import enum
 import signal
-import threading
 import time
-from typing import TYPE_CHECKING, assert_never
+from typing import assert_never
 
 from supervisor import __version__, log
 from supervisor.cgroup import OomWatch
@@ -28,14 +27,15 @@ from supervisor.events import (
     CallsDone,
     ChildExited,
     Event,
+    LivenessFailed,
     ProbeReady,
     Signal,
     SourceChanged,
     ThreadFailed,
     TimerFired,
 )
+from supervisor.gates import Gates, Outcome, gate_probes
 from supervisor.loop import Loop, signal_loop
-from supervisor.markers import marker_path
 from supervisor.process import (
     HTTP_TIMEOUT,
     Child,
@@ -47,9 +47,6 @@ from supervisor.process import (
 )
 from supervisor.records import OwnRecords, exiting
 from supervisor.signals import signal_name
-
-if TYPE_CHECKING:
-    from supervisor.probes import Probe
 
 
 class Phase(enum.Enum):
@@ -72,22 +69,6 @@ def run(config: MainConfig, *, restore_signals: bool = True) -> int:
         return Main(config, loop).run()
 
 
-def gate_probes(config: MainConfig) -> tuple[Probe, ...]:
-    """What must be ready before COMMAND starts, checked in this order."""
-    if not (config.wait_ready or config.wait_tcp or config.wait_http):
-        return ()
-    from supervisor.probes import Probe  # noqa: PLC0415 - only gates need them
-
-    return (
-        *(
-            Probe("ready", str(marker_path(config.dir, name, "ready")))
-            for name in config.wait_ready
-        ),
-        *(Probe("tcp", target) for target in config.wait_tcp),
-        *(Probe("http", url) for url in config.wait_http),
-    )
-
-
 class Main:
     def __init__(self, config: MainConfig, loop: Loop) -> None:
         self.config = config
@@ -98,7 +79,7 @@ class Main:
         self.child: Child | None = None
         self.oom = OomWatch()
         self.early_signals: list[int] = []  # delivered to COMMAND once it runs
-        self.prober: threading.Event | None = None
+        self.gates: Gates | None = None
         self.leftover: GroupStop | None = None
         self.calls_pending = False
         # The outcome: exit status and the termination log's line.
@@ -111,7 +92,7 @@ class Main:
 
     def run(self) -> int:
         config = self.config
-        probes = gate_probes(config)
+        probes = gate_probes(config.dir, config.wait_ready, config.wait_tcp, config.wait_http)
         log.info(
             "supervisor_started",
             version=__version__,
@@ -127,7 +108,15 @@ class Main:
         gates = [*config.wait_ready, *config.wait_tcp, *config.wait_http]
         self.records.begin_attempt(role="main", gates=gates or None)
         if probes:
-            self._wait_at_gates(probes)
+            self.gates = Gates(
+                self.procs,
+                probes,
+                timeout=config.ready_timeout,
+                on_timeout=config.on_ready_timeout,
+                interval=config.ready_interval,
+                probe_timeout=config.probe_timeout,
+            )
+            self.gates.start()
         else:
             self._start()
         self.loop.run_until(lambda: self.phase is Phase.EXITED, self.on_event)
@@ -141,15 +130,16 @@ class Main:
         if self.leftover is not None and self.leftover.handle(event):
             self._end_if_over()
             return
+        if self.gates is not None and self.gates.handle(event):
+            if self.gates.outcome is not None:
+                self._gates_over(self.gates.outcome)
+            return
         match event:
             case Signal(signum):
                 self._on_signal(signum)
             case ChildExited(child):
                 if child is self.child and self.phase is Phase.RUNNING:
                     self._child_exited(child)
-            case TimerFired("ready_timeout"):
-                if self.phase is Phase.GATES:
-                    self._ready_timeout()
             case TimerFired("calls"):
                 if self.calls_pending:
                     log.warning("http_call_abandoned", thread="quit", timeout=HTTP_TIMEOUT)
@@ -157,11 +147,7 @@ class Main:
                     self._end_if_over()
             case TimerFired():
                 pass
-            case ProbeReady("gates"):
-                if self.phase is Phase.GATES:
-                    log.info("gates_ready")
-                    self._start()
-            case ProbeReady():
+            case ProbeReady() | LivenessFailed():
                 pass
             case CallsDone("quit"):
                 self.calls_pending = False
@@ -170,8 +156,6 @@ class Main:
                 pass
             case ThreadFailed(name, error):
                 log.error("thread_failed", thread=name, error=error)
-                if name.startswith("probe-") and self.phase is Phase.GATES:
-                    self._ready_timeout()  # the gates cannot open any more
             case SourceChanged():
                 pass
             case _:
@@ -179,46 +163,21 @@ class Main:
 
     # --- gates ---------------------------------------------------------------------
 
-    def _wait_at_gates(self, probes: tuple[Probe, ...]) -> None:
-        from supervisor.probes import start_prober  # noqa: PLC0415
-
-        config = self.config
-        log.info("waiting_for_gates", gates=[str(p) for p in probes], timeout=config.ready_timeout)
-        self.prober = start_prober(
-            self.procs,
-            probes,
-            label="gates",
-            interval=config.ready_interval,
-            timeout=config.probe_timeout,
-        )
-        self.loop.set_timer("ready_timeout", time.monotonic() + config.ready_timeout)
-
-    def _close_gates(self) -> None:
-        self.loop.cancel("ready_timeout")
-        if self.prober is not None:
-            self.prober.set()
-            self.prober = None
-            self.records.update_started(gates=None)  # no longer waiting there
-
-    def _ready_timeout(self) -> None:
-        config = self.config
-        if config.on_ready_timeout == "start":
-            log.warning(
-                "ready_timeout", timeout=config.ready_timeout, action="starting COMMAND anyway"
-            )
+    def _gates_over(self, outcome: Outcome) -> None:
+        if outcome == "open":
             self._start()
             return
-        log.error(
-            "ready_timeout",
-            timeout=config.ready_timeout,
-            action="exit 1 without COMMAND",
-            gates=[str(p) for p in gate_probes(config)],
-        )
         self._not_started(
             1,
             "ReadyTimeout",
-            f"not ready after {config.ready_timeout} s; COMMAND not started",
+            f"not ready after {self.config.ready_timeout} s; COMMAND not started",
         )
+
+    def _close_gates(self) -> None:
+        if self.gates is not None:
+            self.gates.close()
+            self.gates = None
+            self.records.update_started(gates=None)  # no longer waiting there
 
     def _not_started(self, code: int, reason: str, summary: str) -> None:
         """COMMAND will not run: record it as failed and tell the sidecars."""

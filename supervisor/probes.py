@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from supervisor import log
 from supervisor.errors import CommandError
-from supervisor.events import ProbeReady
+from supervisor.events import LivenessFailed, ProbeReady
 from supervisor.signals import start_thread
 
 if TYPE_CHECKING:
@@ -155,6 +155,58 @@ REFUSALS = {
     ("http://127.0.0.1:4191/shutdown", 404): "linkerd's shutdown endpoint is disabled: "
     "annotate the pod template with config.linkerd.io/proxy-admin-shutdown: enabled",
 }
+
+
+def start_liveness(
+    procs: Processes,
+    probes: tuple[Probe, ...],
+    *,
+    interval: float,
+    timeout: float,
+    failures: int,
+    generation: int,
+) -> threading.Event:
+    """Check ``probes`` every ``interval`` seconds, on a fixed grid from now.
+
+    When one of them has failed ``failures`` checks in a row, post
+    ``LivenessFailed(generation, ...)`` once and end; a pass resets its count.
+    Returns an event that stops the thread when set; a failure of the thread
+    reaches the loop as ``ThreadFailed("live-GENERATION", ...)``.
+    """
+    loop: Loop = procs.loop
+    stop = threading.Event()
+
+    def run() -> None:
+        failed = dict.fromkeys(probes, 0)
+        due = time.monotonic()
+        while True:
+            due += interval
+            if stop.wait(max(0.0, due - time.monotonic())):
+                return
+            for probe in probes:
+                passed, detail = check(probe, timeout, procs)
+                if stop.is_set():
+                    return  # a late answer: the child it was for is gone
+                if passed:
+                    failed[probe] = 0
+                    continue
+                failed[probe] += 1
+                log.info(
+                    "liveness_check_failed",
+                    probe=str(probe),
+                    last=detail,
+                    failures=failed[probe],
+                    threshold=failures,
+                )
+                if failed[probe] >= failures:
+                    loop.post(LivenessFailed(generation, str(probe), detail, failed[probe]))
+                    return
+            now = time.monotonic()
+            if due + interval <= now:  # the checks took more than a period: keep the grid
+                due += interval * ((now - due) // interval)
+
+    start_thread(run, name=f"live-{generation}", report=loop.post)
+    return stop
 
 
 def post_all(urls: tuple[str, ...], timeout: float, event: str) -> list[threading.Thread]:

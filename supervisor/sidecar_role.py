@@ -5,8 +5,13 @@ that every event goes through, in every phase:
 
 - STARTING: ``NAME.lock`` taken; if the awaited containers have already
   completed (a restarted sidecar container), exit 0 without starting COMMAND.
+- GATES: with ``--wait-ready``, COMMAND waits for those sidecars' ``.ready``
+  (``gates.Gates``, as the main's do). Completion meanwhile ends the sidecar
+  as in STARTING; SIGTERM/SIGINT ends it at once (nothing to hold up).
 - RUNNING: COMMAND runs; its readiness probes run with it and write
-  ``NAME.ready`` for this very child. SIGTERM/SIGINT start the term-hold.
+  ``NAME.ready`` for this very child. Once it is ready, its liveness probes
+  (``--live-*``) run with it; ``--live-failures`` failures in a row stop it
+  and restart it as a crash would (BACKOFF). SIGTERM/SIGINT start the term-hold.
 - HOLDING: RUNNING after a SIGTERM, until the awaited containers complete, the
   ``--term-hold`` runs out, or a second SIGTERM arrives.
 - BACKOFF: COMMAND ended before completion; ``NAME.ready`` is gone, what is
@@ -38,14 +43,16 @@ from supervisor.events import (
     CallsDone,
     ChildExited,
     Event,
+    LivenessFailed,
     ProbeReady,
     Signal,
     SourceChanged,
     ThreadFailed,
     TimerFired,
 )
+from supervisor.gates import Gates, gate_probes
 from supervisor.loop import Loop, signal_loop
-from supervisor.probes import Probe, start_prober
+from supervisor.probes import Probe, start_liveness, start_prober
 from supervisor.process import Child, GroupStop, Processes, describe_exit, forward
 from supervisor.records import OwnRecords, exiting
 from supervisor.signals import signal_name
@@ -61,6 +68,7 @@ HOLD_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 class Phase(enum.Enum):
     STARTING = "starting"
+    GATES = "gates"
     RUNNING = "running"
     HOLDING = "holding"
     BACKOFF = "backoff"
@@ -71,7 +79,8 @@ class Phase(enum.Enum):
 
 # Where each phase may go; ``Sidecar._enter`` asserts it.
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
-    Phase.STARTING: frozenset({Phase.RUNNING, Phase.EXITED}),
+    Phase.STARTING: frozenset({Phase.GATES, Phase.RUNNING, Phase.EXITED}),
+    Phase.GATES: frozenset({Phase.RUNNING, Phase.EXITED}),
     Phase.RUNNING: frozenset(
         {Phase.HOLDING, Phase.BACKOFF, Phase.DELAYING, Phase.STOPPING, Phase.EXITED}
     ),
@@ -94,6 +103,17 @@ def readiness_probes(config: SidecarConfig) -> tuple[Probe, ...]:
         probes.append(Probe("http", config.ready_http))
     if config.ready_command:
         probes.append(Probe("command", shlex.join(config.ready_command)))
+    return tuple(probes)
+
+
+def liveness_probes(config: SidecarConfig) -> tuple[Probe, ...]:
+    probes = []
+    if config.live_tcp is not None:
+        probes.append(Probe("tcp", config.live_tcp))
+    if config.live_http is not None:
+        probes.append(Probe("http", config.live_http))
+    if config.live_command:
+        probes.append(Probe("command", shlex.join(config.live_command)))
     return tuple(probes)
 
 
@@ -134,6 +154,9 @@ class Sidecar:
         self.restart_due = False
         self.probes = readiness_probes(config)
         self.prober: threading.Event | None = None
+        self.live_probes = liveness_probes(config)
+        self.liveness: threading.Event | None = None  # the running child's liveness prober
+        self.gates: Gates | None = None  # in GATES
         self.leftover: GroupStop | None = None  # the previous child's group, in BACKOFF
         self.stopper: GroupStop | None = None  # the stop, in STOPPING
         self.oom = OomWatch()
@@ -152,7 +175,14 @@ class Sidecar:
             self.watcher.check(woken_by="start")
             if self.watcher.satisfied:
                 return self._already_complete()
-            self.records.begin_attempt(role="sidecar", waits_for=list(self.config.wait_for))
+            self.records.begin_attempt(
+                role="sidecar",
+                waits_for=list(self.config.wait_for),
+                gates=list(self.config.wait_ready) or None,
+            )
+            ended = self._at_gates()
+            if ended is not None:
+                return ended
             try:
                 self._start_child()
             except CommandError as exc:
@@ -203,6 +233,8 @@ class Sidecar:
             if self.stopper.done:
                 self._stopped()
             return
+        if self.gates is not None and self.gates.handle(event):
+            return  # _at_gates looks at the outcome
         match event:
             case Signal(signum):
                 self._on_signal(signum)
@@ -214,6 +246,9 @@ class Sidecar:
             case ProbeReady(_label, generation):
                 if self.phase in _CHILD_UP and generation == self.generation:
                     self._ready()
+            case LivenessFailed(generation, probe, last, failures):
+                if self.phase in _CHILD_UP and generation == self.generation:
+                    self._liveness_failed(probe, last, failures)
             case ThreadFailed(name, error):
                 log.error("thread_failed", thread=name, error=error, consequence=_consequence(name))
             case CallsDone() | SourceChanged():
@@ -276,7 +311,7 @@ class Sidecar:
             self.failures = 0
         self._backoff(reason)
 
-    def _backoff(self, reason: str) -> None:
+    def _backoff(self, reason: str, **details: object) -> None:
         """Plan a restart; stop what is left of the previous child first."""
         delay = backoff_delay(self.failures)
         self.failures += 1
@@ -284,7 +319,9 @@ class Sidecar:
         self._enter(Phase.BACKOFF)
         self.restart_due = False
         self.loop.set_timer("restart", time.monotonic() + delay)
-        log.warning("child_restarting", restart=self.restarts, reason=reason, delay=delay)
+        log.warning(
+            "child_restarting", restart=self.restarts, reason=reason, delay=delay, **details
+        )
         old = self.child
         self.child = None
         if old is not None and old.alive:
@@ -376,11 +413,83 @@ class Sidecar:
             pid=self.child.pid,
             probe=", ".join(map(str, self.probes)) if self.probes else None,
         )
+        self._start_liveness()
 
     def _stop_prober(self) -> None:
         if self.prober is not None:
             self.prober.set()
             self.prober = None
+        if self.liveness is not None:
+            self.liveness.set()
+            self.liveness = None
+
+    # --- gates and liveness --------------------------------------------------------
+
+    def _at_gates(self) -> int | None:
+        """Wait for the ``--wait-ready`` sidecars; an exit status if the sidecar ends
+        there, None when COMMAND is to start."""
+        config = self.config
+        probes = gate_probes(config.dir, config.wait_ready)
+        if not probes:
+            return None
+        self._enter(Phase.GATES)
+        gates = self.gates = Gates(
+            self.procs,
+            probes,
+            timeout=config.ready_timeout,
+            on_timeout=config.on_ready_timeout,
+            interval=config.ready_interval,
+            probe_timeout=config.probe_timeout,
+        )
+        gates.start()
+        self.loop.every(RESCAN, config.poll_interval)  # completion is watched meanwhile
+        try:
+            self.loop.run_until(
+                lambda: (
+                    gates.outcome is not None
+                    or self.phase is Phase.EXITED
+                    or self.watcher.satisfied
+                ),
+                self.on_event,
+            )
+        finally:
+            gates.close()
+            self.gates = None
+            self.records.update_started(gates=None)  # no longer waiting there
+        if self.phase is Phase.EXITED:  # a SIGTERM or SIGINT: nothing ran, nothing to hold
+            return self._finish()
+        if self.watcher.satisfied:
+            return self._already_complete()
+        if gates.outcome == "failed":
+            self._enter(Phase.EXITED)
+            self.records.done(1, None, "ReadyTimeout")
+            return self._exit(1, f"not ready after {config.ready_timeout} s; COMMAND not started")
+        return None
+
+    def _start_liveness(self) -> None:
+        """From the moment this child is ready, for as long as it runs."""
+        if not self.live_probes:
+            return
+        config = self.config
+        self.liveness = start_liveness(
+            self.procs,
+            self.live_probes,
+            interval=config.live_interval,
+            timeout=config.probe_timeout,
+            failures=config.live_failures,
+            generation=self.generation,
+        )
+
+    def _liveness_failed(self, probe: str, last: str, failures: int) -> None:
+        """Stop this child (stop signal, grace, SIGKILL) and restart it as after a crash."""
+        child = self.child
+        assert child is not None
+        self._stop_prober()
+        self.records.unready()
+        log.warning("liveness_failed", pid=child.pid, probe=probe, last=last, failures=failures)
+        if child.ran_for >= STABLE_RUN:
+            self.failures = 0
+        self._backoff("LivenessFailed", probe=probe, last=last)
 
     # --- the stop ----------------------------------------------------------------
 
@@ -511,6 +620,8 @@ def _age(path: str | None) -> float | None:
 def _consequence(thread: str) -> str:
     if thread.startswith("probe-"):
         return "this child is not reported ready"
+    if thread.startswith("live-"):
+        return "this child's liveness is no longer checked"
     if thread.startswith("calls-"):
         return "those HTTP calls are abandoned"
     return "none: the rescan covers it"

@@ -156,12 +156,18 @@ def test_a_good_job_passes_with_exit_0_and_json_lists_findings() -> None:
          [("sidecar-supervisor-copy", "not-restricted")]),
         (job([MAIN, sidecar("--wait-for", "app", "--stop-after", "3")]),
          [("proxy", "bad-flags")]),
+        (job([MAIN, sidecar("--wait-for", "app"),
+              sidecar("--wait-for", "app", "--wait-ready", "prxy", name="logs")]),
+         [("logs", "unknown-name")]),
+        (job([MAIN, sidecar("--wait-for", "app"),
+              sidecar("--wait-for", "app", "--wait-ready", "proxy", name="logs")]), []),
     ],
     ids=[
         "unwrapped-sidecar", "lone-main", "mesh-no-quit", "stops-on-failure",
         "stop-on-success", "shutdown-budget", "budget-fits", "no-volume", "volume-elsewhere",
         "wait-for-typo", "wait-ready-typo", "wait-for-unnamed-main", "duplicate-name",
-        "bundle-not-copied", "not-restricted", "bad-flags",
+        "bundle-not-copied", "not-restricted", "bad-flags", "sidecar-wait-ready-typo",
+        "sidecar-wait-ready",
     ],
 )  # fmt: skip
 def test_each_finding(text: str, expected: list[tuple[str, str]]) -> None:

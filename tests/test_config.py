@@ -174,7 +174,7 @@ def test_sidecar_defaults_are_the_documented_ones() -> None:
     assert (config.wait_for, config.wait_mode, config.marker) == (("main",), "all", ())
     assert (config.stop_on, config.stop_delay, config.stop_signal) == ("exit", 0.0, 15)
     assert (config.grace_period, config.term_hold) == (10.0, 25.0)
-    assert (config.restart, config.exit_policy) == ("on-failure", "zero")
+    assert (config.restart, config.exit_policy) == ("always", "zero")
 
 
 @pytest.mark.parametrize(

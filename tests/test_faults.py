@@ -212,7 +212,7 @@ def test_sigkill_of_each_process_at_each_phase(
         assert_clean_log(primary)
 
     else:  # sidecar-child
-        if phase in ("before-ready", "waiting"):  # restarted (--restart on-failure)
+        if phase in ("before-ready", "waiting"):  # restarted (--restart always, the default)
             restarting = wait_for_event(side, "child_restarting")[0]
             assert restarting["reason"] == "Signaled"
             side.expect(READY)  # the new child

@@ -47,7 +47,7 @@ def test_on_failure_restarts_a_crashing_child_with_backoff(
     start: StartContainer, shared: Path, tmp_path: Path
 ) -> None:
     command = nth_run(tmp_path / "runs", "exit 1", "exit 1", STAYS)
-    side = sidecar(start, shared, "--", *command)
+    side = sidecar(start, shared, "--restart", "on-failure", "--", *command)
 
     side.expect("run 3")
     side.expect(READY)
@@ -84,11 +84,13 @@ def test_restart_never_exits_with_the_childs_status(
     assert not (shared / "main.done").exists()
 
 
+@pytest.mark.parametrize("flags", [("--restart", "always"), ()], ids=["always", "default"])
 def test_restart_always_restarts_a_child_that_exits_zero(
-    start: StartContainer, shared: Path, tmp_path: Path
+    start: StartContainer, shared: Path, tmp_path: Path, flags: tuple[str, ...]
 ) -> None:
+    """``always`` is the default, as a native sidecar is restarted whatever its status."""
     command = nth_run(tmp_path / "runs", "exit 0", STAYS)
-    side = sidecar(start, shared, "--restart", "always", "--", *command)
+    side = sidecar(start, shared, *flags, "--", *command)
 
     side.expect("run 2")
     side.expect(READY)
@@ -105,7 +107,7 @@ def test_restart_always_restarts_a_child_that_exits_zero(
 def test_on_failure_does_not_restart_a_child_that_exits_zero(
     start: StartContainer, shared: Path
 ) -> None:
-    side = sidecar(start, shared, "--", "sh", "-c", "echo once")
+    side = sidecar(start, shared, "--restart", "on-failure", "--", "sh", "-c", "echo once")
 
     assert side.wait() == 0
     assert side.rest_of_output() == ["once"]
