@@ -23,6 +23,7 @@ from supervisor.values import (
     choice,
     command_line,
     container_name,
+    count,
     duration,
     entrypoint,
     exit_status,
@@ -174,13 +175,6 @@ ON_READY_TIMEOUT = Option(
 )
 
 
-def _threshold(text: str) -> int:
-    """A number of failures in a row: 1 or more."""
-    if not (text.isascii() and text.strip().isdigit()) or not 0 < int(text) <= 1_000_000:
-        raise ValueError(f"{text!r} is not a whole number from 1 to 1000000")
-    return int(text)
-
-
 SIDECAR = (
     NAME,
     Option(
@@ -318,7 +312,7 @@ SIDECAR = (
     ),
     Option(
         "--live-failures",
-        _threshold,
+        count,
         3,
         "liveness checks that must fail in a row before the child is restarted",
         metavar="N",

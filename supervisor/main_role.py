@@ -93,6 +93,7 @@ class Main:
     def run(self) -> int:
         config = self.config
         probes = gate_probes(config.dir, config.wait_ready, config.wait_tcp, config.wait_http)
+        self.records.prepare()
         log.info(
             "supervisor_started",
             version=__version__,
@@ -104,7 +105,6 @@ class Main:
             grace_period=config.grace_period,
             command=list(config.command),
         )
-        self.records.prepare()
         gates = [*config.wait_ready, *config.wait_tcp, *config.wait_http]
         self.records.begin_attempt(role="main", gates=gates or None)
         if probes:

@@ -161,7 +161,7 @@ class DoneRecord(NamedTuple):
         }
         if self.why is not None:
             record["why"] = self.why
-        if self.child_exit_code is not None:
+        if self.reason == "Stopped":  # a sidecar the wrapper stopped: null if none ran
             record["child_exit_code"] = self.child_exit_code
         return record
 

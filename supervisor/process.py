@@ -378,7 +378,8 @@ class GroupStop:
         self.started = time.monotonic()
         self.loop.set_timer(self._timer("grace"), self.started + self.grace)
         if self.http:
-            timeout = min(HTTP_TIMEOUT, max(self.grace, 0.1))
+            # Each call keeps its own timeout; the grace timer kills whatever is pending.
+            timeout = HTTP_TIMEOUT
             post_calls(self.loop, self.label, self.http, timeout, event="stop_http_sent")
         else:
             self._request()

@@ -157,6 +157,7 @@ class Sidecar:
         self.live_probes = liveness_probes(config)
         self.liveness: threading.Event | None = None  # the running child's liveness prober
         self.gates: Gates | None = None  # in GATES
+        self.early_signals: list[int] = []  # arrived with no COMMAND running; for the next
         self.leftover: GroupStop | None = None  # the previous child's group, in BACKOFF
         self.stopper: GroupStop | None = None  # the stop, in STOPPING
         self.oom = OomWatch()
@@ -169,8 +170,8 @@ class Sidecar:
         self.phase = phase
 
     def run(self) -> int:
-        self._log_config()
         self.records.prepare()
+        self._log_config()
         try:
             self.watcher.check(woken_by="start")
             if self.watcher.satisfied:
@@ -257,6 +258,9 @@ class Sidecar:
                 assert_never(event)
 
     def _on_signal(self, signum: int) -> None:
+        if signum not in HOLD_SIGNALS and self.phase in (Phase.GATES, Phase.BACKOFF):
+            self.early_signals.append(signum)  # for the next COMMAND, as the main does
+            return
         if signum not in HOLD_SIGNALS or self.phase is Phase.STOPPING:
             forward(self.child if self.stopper is None else self.stopper.child, signum)
             return
@@ -393,6 +397,9 @@ class Sidecar:
             attempt=self.records.attempt,
             restarts=self.restarts,
         )
+        pending, self.early_signals = self.early_signals, []
+        for signum in pending:
+            forward(self.child, signum)
         if not self.probes:
             self._ready()
             return

@@ -103,6 +103,13 @@ def container_name(text: str) -> str:
     return text
 
 
+def count(text: str) -> int:
+    """A number of times: a whole number from 1 to a million."""
+    if not (text.isascii() and text.strip().isdigit()) or not 0 < int(text) <= 1_000_000:
+        raise ValueError(f"{text!r} is not a whole number from 1 to 1000000")
+    return int(text)
+
+
 def exit_status(text: str) -> int:
     try:
         value = int(text)

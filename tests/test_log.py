@@ -121,12 +121,14 @@ def test_on_a_terminal_the_log_is_one_short_coloured_line_per_event(tmp_path: An
 
     lines = text.splitlines()
     assert [re.sub(r"\033\[[0-9;]*m", "", ln).split()[3] for ln in lines] == [
+        "supervisor_started",
         "child_started",
         "child_exited",
         "supervisor_exiting",
     ]
     assert "\033[" in text
-    assert all(len(re.sub(r"\033\[[0-9;]*m", "", ln)) < 300 for ln in lines)
+    # Short lines, but for the first: the whole effective configuration, on purpose.
+    assert all(len(re.sub(r"\033\[[0-9;]*m", "", ln)) < 300 for ln in lines[1:])
 
 
 def test_no_color_is_honoured(tmp_path: Any) -> None:
@@ -135,7 +137,9 @@ def test_no_color_is_honoured(tmp_path: Any) -> None:
     )
 
     assert "\033[" not in text
-    assert re.match(r"\d\d:\d\d:\d\d\.\d{3} info  main child_started pid=\d+ command=true", text)
+    assert re.search(
+        r"^\d\d:\d\d:\d\d\.\d{3} info  main child_started pid=\d+ command=true", text, re.M
+    )
 
 
 def test_json_lines_from_a_real_run(tmp_path: Any) -> None:
@@ -150,7 +154,8 @@ def test_json_lines_from_a_real_run(tmp_path: Any) -> None:
     )
 
     events = [json.loads(line) for line in result.stderr.splitlines()]
-    started = events[0]
+    assert events[0]["event"] == "supervisor_started"  # the effective configuration first
+    started = events[1]
     assert started["event"] == "child_started"
     assert started["severity"] == "INFO"
     assert started["message"].startswith(f"child_started pid={started['pid']} command=")

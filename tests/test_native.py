@@ -263,7 +263,7 @@ def test_a_sidecar_starts_only_after_the_sidecar_it_waits_for_is_ready(
 
     logs.expect("proxy-was-ready")
     logs.expect(r"ready \(pid")
-    assert logs.event("waiting_for_gates")["gates"] == [f"file {shared / 'proxy.ready'}"]
+    assert logs.event("waiting_for_gates")["gates"] == [f"ready {shared / 'proxy.ready'}"]
     names = [e["event"] for e in logs.events()]
     assert names.index("gates_ready") < names.index("child_started")
 

@@ -11,6 +11,7 @@ wrap to quit. Each container is a real supervisor in its own PID namespace
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -112,7 +113,7 @@ def test_main_starts_only_after_the_sidecar_is_ready(start: StartContainer, shar
         "sidecar",
         *FAST,
         "--",
-        *sh(f"test -f {q(shared / 'sidecar.ready')} && echo was-ready"),
+        *sh(f"cat {q(shared / 'sidecar.ready')} && echo was-ready"),
     )
     wait_until(lambda: has_event(primary, "waiting_for_gates"), what="waiting_for_gates")
     port = free_port()
@@ -132,12 +133,14 @@ def test_main_starts_only_after_the_sidecar_is_ready(start: StartContainer, shar
     )
 
     assert primary.wait() == 0
-    assert primary.rest_of_output() == ["was-ready"]
+    ready, was_ready = primary.rest_of_output()
+    assert was_ready == "was-ready"
+    assert json.loads(ready)["name"] == "sidecar"  # what the main found as it started
     assert before(primary, "gates_ready", "child_started")
     assert side.wait() == 0
     # Three 503s before the 200 that made the sidecar ready.
     assert side.rest_of_output().count("GET /ready") == 4
-    assert read_json(shared / "sidecar.ready")["name"] == "sidecar"
+    assert not (shared / "sidecar.ready").exists()  # it left with the sidecar
     assert side.event("child_ready")["probe"] == f"http http://127.0.0.1:{port}/ready"
 
 
@@ -635,7 +638,18 @@ def test_bad_ordering_flags_are_one_line_usage_errors(
     assert named in lines[0]
     assert "Traceback" not in result.stderr
     assert not marker.exists()
-    assert list(shared.iterdir()) == []
+    assert_only_a_failed_record(shared, role)
+
+
+def assert_only_a_failed_record(shared: Path, role: str) -> None:
+    """Nothing ran: a main leaves its failed record (the sidecars wait for it), a
+    sidecar nothing."""
+    if role == "sidecar":
+        assert list(shared.iterdir()) == []
+        return
+    assert [p.name for p in shared.iterdir()] == ["main.done"]
+    record = read_json(shared / "main.done")
+    assert (record["exit_code"], record["reason"]) == (2, "UsageError")
 
 
 @pytest.mark.parametrize(
@@ -659,4 +673,4 @@ def test_bad_ordering_variables_name_the_variable(shared: Path, variable: str, v
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert variable in lines[0]
-    assert list(shared.iterdir()) == []
+    assert_only_a_failed_record(shared, "main")
