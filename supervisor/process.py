@@ -107,8 +107,19 @@ class Child:
         return self.running or self.group_alive
 
 
-def spawn(argv: Sequence[str]) -> Child:
-    """Start COMMAND in its own process group with every signal at its default."""
+def spawn(argv: Sequence[str], *, die_with_parent: bool = False) -> Child:
+    """Start COMMAND in its own process group with every signal at its default.
+
+    ``die_with_parent``: COMMAND gets SIGKILL if the supervisor dies, even by
+    SIGKILL, when it is not PID 1 (as PID 1 the kernel ends the whole namespace
+    with it). posix_spawn cannot set PR_SET_PDEATHSIG, so COMMAND is started
+    through ``setpriv --pdeathsig KILL`` where util-linux has it; elsewhere it
+    cannot be done without a fork in a threaded process, and is not.
+    """
+    if die_with_parent and os.getpid() != 1:
+        setpriv = find_program("setpriv")
+        if setpriv is not None:
+            argv = [setpriv, "--pdeathsig", "KILL", "--", _executable(argv[0]), *argv[1:]]
     try:
         pid = os.posix_spawnp(
             argv[0],
@@ -125,6 +136,27 @@ def spawn(argv: Sequence[str]) -> Child:
     except OSError as exc:
         raise CommandError(f"{_text(argv[0])}: {exc.strerror}", 126, "NotExecutable") from exc
     return Child(pid)
+
+
+def find_program(name: str) -> str | None:
+    """``name`` as ``execvp`` would find it on PATH (a name with a slash as it is)."""
+    if "/" in name:
+        return name if os.path.exists(name) else None
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(folder or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _executable(name: str) -> str:
+    """COMMAND's program, or the CommandError posix_spawnp would have given."""
+    found = find_program(name)
+    if found is None:
+        raise CommandError(f"{_text(name)}: command not found", 127, "NotFound")
+    if os.path.isdir(found) or not os.access(found, os.X_OK):
+        raise CommandError(f"{_text(name)}: permission denied", 126, "NotExecutable")
+    return found
 
 
 def _text(arg: str) -> str:
@@ -211,13 +243,14 @@ class Processes:
     def spawn(self, argv: Sequence[str], *, terminal: bool = False) -> Child:
         """Start a process whose exit the loop will reap; safe from any thread.
 
-        ``terminal``: COMMAND, which gets the terminal if we have one (main thread).
+        ``terminal``: COMMAND, which gets the terminal if we have one and dies with
+        the supervisor (main thread).
         """
         if not self._subreaper:
             # Before the first child: one that exits at once may leave orphans.
             self._subreaper = become_subreaper()
         with self._lock:
-            child = spawn(argv)
+            child = spawn(argv, die_with_parent=terminal)
             self.children[child.pid] = child
         if terminal:
             self.terminal.give(child.pid)

@@ -13,8 +13,10 @@ import shlex
 import shutil
 import signal
 import subprocess
+from functools import partial
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import StartContainer
@@ -233,3 +235,51 @@ def test_the_first_lines_say_the_effective_configuration(
     first = main.events()[0]
     assert first["event"] == "supervisor_started"
     assert first["gates"] == [f"ready {shared / 'sidecar.ready'}"]
+
+
+# --- outside a PID namespace -----------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_command_dies_with_a_wrapper_killed_outside_a_pid_namespace(
+    start: StartContainer, shared: Path
+) -> None:
+    """compose ``init: true``, tini in front, a local run: the wrapper is not PID 1 and
+    is SIGKILLed; its COMMAND must not run on forever, and the records say it died."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux) for PR_SET_PDEATHSIG")
+    side = start("sidecar", "--dir", shared, "--", *PRINT_SIGNALS)
+    side.expect(READY)
+    main = start("main", "--dir", shared, "--", *PRINT_SIGNALS, namespace=False)
+    child = int(main.expect(READY).group(1))
+    assert psutil.Process(child).cmdline()[1:] == PRINT_SIGNALS[1:]
+
+    main.signal(signal.SIGKILL)
+
+    assert main.wait() == -signal.SIGKILL
+    wait_until(lambda: not psutil.pid_exists(child) or _zombie(child), what="COMMAND to die")
+    assert side.wait() == 0
+    found = side.event("completion_detected")
+    assert (found["reason"], found["failed"]) == ("DiedWithoutRecord", True)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.timeout(90)
+def test_a_daemonised_worker_does_not_outlive_a_main_outside_a_pid_namespace(
+    start: StartContainer, shared: Path
+) -> None:
+    """COMMAND leaves a worker in a session of its own, which has a child of its own,
+    and exits: the main (not PID 1) stops both, the worker's child included."""
+    daemon = 'setsid sh -c "sleep 600 & echo worker-up; wait" & sleep 0.2; echo parent-done'
+    main = start("main", "--dir", shared, "--", "sh", "-c", daemon, namespace=False)
+    assert main.wait() == 0
+    killed = main.event("stray_processes_killed")["pids"]
+    assert len(killed) >= 2  # the worker, then its sleep, re-parented in turn
+    for pid in killed:
+        assert wait_until(partial(_zombie, pid), what=f"stray {pid} to die")
