@@ -17,7 +17,6 @@ from typing import Any, NamedTuple, TextIO
 
 from supervisor import manifest
 from supervisor.config import CheckConfig, MainConfig, SidecarConfig
-from supervisor.errors import UsageError
 from supervisor.manifest import DEFAULT_GRACE_PERIOD, EXECUTABLE, LINKERD_SHUTDOWN, Pod, Wrapped
 
 RESTRICTED = (
@@ -39,13 +38,7 @@ class Finding(NamedTuple):
 
 
 def run_check(config: CheckConfig, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
-    if str(config.file) == "-":
-        text = stdin.read()
-    else:
-        try:
-            text = config.file.read_text()
-        except OSError as exc:
-            raise UsageError(f"-f: cannot read {config.file}: {exc.strerror or exc}") from exc
+    text = manifest.read_input(config.file, stdin)
     findings = check_text(text)
     if config.format == "json":
         stdout.write(json.dumps([f._asdict() for f in findings], indent=2) + "\n")

@@ -21,6 +21,7 @@ from supervisor.events import Event, ProbeReady, ThreadFailed, TimerFired
 from supervisor.markers import marker_path
 
 if TYPE_CHECKING:
+    from supervisor.config import MainConfig, SidecarConfig
     from supervisor.probes import Probe
     from supervisor.process import Processes
 
@@ -80,6 +81,20 @@ class Gates:
         self.prober: threading.Event | None = None
         self.outcome: Outcome | None = None
         self.closed = False  # no longer waiting: late news is not the gates' any more
+
+    @classmethod
+    def of(
+        cls, procs: Processes, probes: tuple[Probe, ...], config: MainConfig | SidecarConfig
+    ) -> Gates:
+        """The gates of a role's configuration (the options both roles share)."""
+        return cls(
+            procs,
+            probes,
+            timeout=config.ready_timeout,
+            on_timeout=config.on_ready_timeout,
+            interval=config.ready_interval,
+            probe_timeout=config.probe_timeout,
+        )
 
     @property
     def described(self) -> list[str]:

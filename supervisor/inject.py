@@ -78,13 +78,7 @@ def run_inject(
     stderr: TextIO = sys.stderr,
 ) -> int:
     """Read, rewrite every document, and write only if all of them could be rewritten."""
-    if str(config.file) == "-":
-        text = stdin.read()
-    else:
-        try:
-            text = config.file.read_text()
-        except OSError as exc:
-            raise UsageError(f"-f: cannot read {config.file}: {exc.strerror or exc}") from exc
+    text = manifest.read_input(config.file, stdin)
     out, report = inject_text(text, config)
     for note in report.notes:
         print(f"inject: {note}", file=stderr)

@@ -108,14 +108,7 @@ class Main:
         gates = [*config.wait_ready, *config.wait_tcp, *config.wait_http]
         self.records.begin_attempt(role="main", gates=gates or None)
         if probes:
-            self.gates = Gates(
-                self.procs,
-                probes,
-                timeout=config.ready_timeout,
-                on_timeout=config.on_ready_timeout,
-                interval=config.ready_interval,
-                probe_timeout=config.probe_timeout,
-            )
+            self.gates = Gates.of(self.procs, probes, config)
             self.gates.start()
         else:
             self._start()

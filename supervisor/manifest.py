@@ -10,7 +10,8 @@ and which containers are the mains.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple, TextIO
 
 from supervisor.config import (
     DEFAULT_DIR,
@@ -48,6 +49,16 @@ RESTRICTED_CONTEXT: dict[str, Any] = {
 }
 
 WRAPPER_ROLES = ("main", "sidecar")
+
+
+def read_input(path: Path, stdin: TextIO) -> str:
+    """The manifest text of ``-f`` (``-``: standard input)."""
+    if str(path) == "-":
+        return stdin.read()
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise UsageError(f"-f: cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def option(command: str, flag: str) -> Option:

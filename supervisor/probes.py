@@ -35,6 +35,23 @@ class Probe(NamedTuple):
         return f"{self.kind} {self.target}"
 
 
+def probe_set(
+    *,
+    file: Path | None = None,
+    tcp: str | None = None,
+    http: str | None = None,
+    command: tuple[str, ...] = (),
+) -> tuple[Probe, ...]:
+    """The probes a role's flags ask for, in the order they are checked."""
+    import shlex  # noqa: PLC0415 - command probes only
+
+    probes = [Probe("file", str(file))] if file is not None else []
+    probes += [Probe("tcp", tcp)] if tcp is not None else []
+    probes += [Probe("http", http)] if http is not None else []
+    probes += [Probe("command", shlex.join(command))] if command else []
+    return tuple(probes)
+
+
 def http_request(method: str, url: str, timeout: float) -> int:
     """Send one request; return the status code. Raises OSError on failure."""
     import http.client  # noqa: PLC0415 - only runs with probes or quit calls load it

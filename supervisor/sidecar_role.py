@@ -52,7 +52,7 @@ from supervisor.events import (
 )
 from supervisor.gates import Gates, gate_probes
 from supervisor.loop import Loop, signal_loop
-from supervisor.probes import Probe, start_liveness, start_prober
+from supervisor.probes import Probe, probe_set, start_liveness, start_prober
 from supervisor.process import Child, GroupStop, Processes, describe_exit, forward
 from supervisor.records import OwnRecords, exiting
 from supervisor.signals import signal_name
@@ -94,27 +94,16 @@ _CHILD_UP = (Phase.RUNNING, Phase.HOLDING)
 
 
 def readiness_probes(config: SidecarConfig) -> tuple[Probe, ...]:
-    probes = []
-    if config.ready_file is not None:
-        probes.append(Probe("file", str(config.ready_file)))
-    if config.ready_tcp is not None:
-        probes.append(Probe("tcp", config.ready_tcp))
-    if config.ready_http is not None:
-        probes.append(Probe("http", config.ready_http))
-    if config.ready_command:
-        probes.append(Probe("command", shlex.join(config.ready_command)))
-    return tuple(probes)
+    return probe_set(
+        file=config.ready_file,
+        tcp=config.ready_tcp,
+        http=config.ready_http,
+        command=config.ready_command,
+    )
 
 
 def liveness_probes(config: SidecarConfig) -> tuple[Probe, ...]:
-    probes = []
-    if config.live_tcp is not None:
-        probes.append(Probe("tcp", config.live_tcp))
-    if config.live_http is not None:
-        probes.append(Probe("http", config.live_http))
-    if config.live_command:
-        probes.append(Probe("command", shlex.join(config.live_command)))
-    return tuple(probes)
+    return probe_set(tcp=config.live_tcp, http=config.live_http, command=config.live_command)
 
 
 def run(config: SidecarConfig, *, restore_signals: bool = True) -> int:
@@ -440,14 +429,7 @@ class Sidecar:
         if not probes:
             return None
         self._enter(Phase.GATES)
-        gates = self.gates = Gates(
-            self.procs,
-            probes,
-            timeout=config.ready_timeout,
-            on_timeout=config.on_ready_timeout,
-            interval=config.ready_interval,
-            probe_timeout=config.probe_timeout,
-        )
+        gates = self.gates = Gates.of(self.procs, probes, config)
         gates.start()
         self.loop.every(RESCAN, config.poll_interval)  # completion is watched meanwhile
         try:

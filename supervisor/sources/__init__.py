@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from supervisor.loop import Loop
+    from supervisor.markers import Snapshot
 
 
 class Completion(NamedTuple):
@@ -48,9 +49,34 @@ class Completion(NamedTuple):
         return 1 if self.failed else 0
 
 
-def written_at(identity: tuple[int, int, int] | None) -> float | None:
-    """The modification time in a snapshot's identity (device, inode, mtime_ns)."""
-    return None if identity is None else identity[2] / 1e9
+def from_record(label: str, path: Path, snapshot: Snapshot, warned: set[object]) -> Completion:
+    """The completion a ``.done`` record (or marker) says, whatever its form; a record
+    that is not valid is reported once per version of the file (``warned``)."""
+    from supervisor import log  # noqa: PLC0415 - sources/__init__ stays light
+    from supervisor.markers import parse_done  # noqa: PLC0415
+
+    record = parse_done(snapshot)
+    if record.problem is not None and snapshot.identity not in warned:
+        warned.add(snapshot.identity)
+        log.warning(
+            "marker_invalid",
+            target=label,
+            path=str(path),
+            problem=record.problem,
+            treated_as="completion with unknown exit code",
+        )
+    identity = snapshot.identity
+    return Completion(
+        label,
+        "marker",
+        record.exit_code,
+        record.failed,
+        record.reason,
+        record.signal,
+        identity=("done", identity),
+        found=str(path),
+        written_at=None if identity is None else identity[2] / 1e9,
+    )
 
 
 class Source(Protocol):

@@ -23,14 +23,12 @@ from supervisor.events import Event, SourceChanged, ThreadFailed
 from supervisor.markers import (
     lock_state,
     marker_path,
-    parse_done,
     read_json,
     read_marker,
     wait_lock_released,
 )
 from supervisor.signals import start_thread
-from supervisor.sources import Completion
-from supervisor.sources import written_at as _written_at
+from supervisor.sources import Completion, from_record
 
 if TYPE_CHECKING:
     from supervisor.loop import Loop
@@ -58,6 +56,7 @@ class ContainerSource:
         self.seen_running = False  # we saw the lock held by its wrapper
         self.wait_failed: str | None = None  # the lock thread's error: rescans only
         self.reported: set[tuple[str, object]] = set()  # problems logged once
+        self.invalid: set[object] = set()  # versions of .done reported as invalid
 
     def start(self, loop: Loop) -> None:
         self.loop = loop
@@ -81,26 +80,7 @@ class ContainerSource:
             )
         snapshot = read_marker(self.done)
         if snapshot.exists:
-            record = parse_done(snapshot)
-            if record.problem is not None:
-                self._report_once(
-                    "marker_invalid",
-                    snapshot.identity,
-                    path=str(self.done),
-                    problem=record.problem,
-                    treated_as="completion with unknown exit code",
-                )
-            return Completion(
-                self.label,
-                "marker",
-                record.exit_code,
-                record.failed,
-                record.reason,
-                record.signal,
-                identity=("done", snapshot.identity),
-                found=str(self.done),
-                written_at=_written_at(snapshot.identity),
-            )
+            return from_record(self.label, self.done, snapshot, self.invalid)
         if state == "unreadable":
             return None
         if state in ("absent", "free") and not self.seen_running and not self.started.exists():
