@@ -296,7 +296,12 @@ class Sidecar:
             **describe_exit(child),
         )
         policy = self.config.restart
-        if policy == "never" or (policy == "on-failure" and child.code == 0):
+        # Ctrl-C on a terminal goes to COMMAND's group, which holds the terminal: the
+        # person at it wants the sidecar to end, not a restart.
+        interrupted = child.signal == signal.SIGINT and self.procs.terminal.holder == child.pid
+        if interrupted:
+            log.info("interrupted", pid=child.pid, action="no restart: Ctrl-C on the terminal")
+        if interrupted or policy == "never" or (policy == "on-failure" and child.code == 0):
             self.why = "child_exited"
             self._enter(Phase.EXITED)
             return

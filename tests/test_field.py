@@ -9,10 +9,13 @@ as ``docker run -it`` and ``kubectl run -it`` do.
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 import shlex
 import shutil
 import signal
 import subprocess
+import time
 from functools import partial
 from pathlib import Path
 
@@ -28,8 +31,12 @@ READY = r"ready \(pid: (\d+)\)"
 READS_A_LINE = 'read line; echo "got $line"; exit 3'
 
 
-def on_a_terminal(args: list[str], typed: bytes) -> tuple[int, str]:
-    """Run the supervisor with a pty as its controlling terminal; type ``typed``."""
+def on_a_terminal(
+    args: list[str], typed: bytes, typed_when_ready: bytes | None = None
+) -> tuple[int, str]:
+    """Run the supervisor with a pty as its controlling terminal; type ``typed``, and
+    ``typed_when_ready`` once the supervisor logged ``child_ready`` (by then it has
+    handed COMMAND the terminal)."""
     if shutil.which("script") is None:
         pytest.skip("needs script(1) for a pseudo-terminal")
     command = shlex.join([*SUPERVISOR, *args])
@@ -39,13 +46,29 @@ def on_a_terminal(args: list[str], typed: bytes) -> tuple[int, str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    seen = b""
     try:
+        if typed_when_ready is not None:
+            deadline = time.monotonic() + TIMEOUT
+            while b'"child_ready"' not in seen:
+                remaining = deadline - time.monotonic()
+                readable, _, _ = select.select([proc.stdout], [], [], max(0.0, remaining))
+                if not readable:
+                    raise AssertionError(f"COMMAND never got ready: {seen!r}")
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                seen += chunk
+            proc.stdin.write(typed_when_ready)
+            proc.stdin.flush()
         output, _ = proc.communicate(typed, timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         proc.kill()
         output, _ = proc.communicate()
         raise AssertionError(f"hung on a terminal: {output.decode(errors='replace')}") from None
-    return proc.returncode, output.decode(errors="replace")
+    return proc.returncode, (seen + output).decode(errors="replace")
 
 
 @pytest.mark.timeout(60)
@@ -283,3 +306,31 @@ def test_a_daemonised_worker_does_not_outlive_a_main_outside_a_pid_namespace(
     assert len(killed) >= 2  # the worker, then its sleep, re-parented in turn
     for pid in killed:
         assert wait_until(partial(_zombie, pid), what=f"stray {pid} to die")
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_on_a_terminal_ends_the_sidecar_instead_of_a_restart(shared: Path) -> None:
+    """The terminal's Ctrl-C reaches COMMAND (its group has the terminal); the person
+    at the terminal wants the sidecar to end, whatever --restart says."""
+    code, output = on_a_terminal(
+        ["sidecar", "--log-format", "json", "--dir", str(shared), "--restart", "always",
+         "--", "sh", "-c", 'echo "ready (pid: $$)"; sleep 600'],
+        b"",
+        typed_when_ready=b"\x03",
+    )  # fmt: skip
+    assert code == 130, output
+    assert '"event": "interrupted"' in output
+    assert '"child_restarting"' not in output
+
+
+def test_the_term_hold_says_a_second_signal_stops_at_once(
+    start: StartContainer, shared: Path
+) -> None:
+    side = start("sidecar", "--dir", shared, "--", *PRINT_SIGNALS)
+    side.expect(READY)
+    side.signal(signal.SIGINT)
+    hold = wait_for_event(side, "term_hold_started")[0]
+    assert "second" in hold["then"]
+    side.signal(signal.SIGINT)
+    assert side.wait() == 0
+    assert side.event("stop_signal_received")["signal"] == "SIGINT"

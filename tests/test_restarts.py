@@ -55,8 +55,10 @@ def test_on_failure_restarts_a_crashing_child_with_backoff(
     restarting = logged(side, "child_restarting")
     assert [e["restart"] for e in restarting] == [1, 2]
     assert {e["reason"] for e in restarting} == {"Error"}
+    assert {e["level"] for e in restarting} == {"warning"}  # a crash is worth a look
     crashes = logged(side, "child_exited")
     assert [(e["exit_code"], e["before_completion"]) for e in crashes] == [(1, True), (1, True)]
+    assert {e["level"] for e in crashes} == {"warning"}
     assert [e["restarts"] for e in logged(side, "child_started")] == [0, 1, 2]
     assert side.running
 

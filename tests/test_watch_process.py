@@ -178,6 +178,7 @@ def test_process_that_never_appears_ends_the_wait_after_the_timeout(
     assert detected["reason"] == "ProcessNeverAppeared"
     assert detected["exit_code"] is None
     assert detected["failed"] is True
+    assert detected["level"] == "warning"  # a failed completion is worth a look
     assert len(logged(side, "stop_requested")) == 1
     assert read_json(shared / "sidecar.done")["exit_code"] == 0
 
