@@ -48,7 +48,18 @@ class OwnRecords:
         mounted volume, and a container without the mount is the commonest
         manifest mistake (its peers will never see its files).
         """
-        if not self.directory.exists():
+        try:
+            missing = not self.directory.exists()
+        except OSError as exc:  # a parent this user may not enter
+            log.error(
+                "dir_unavailable",
+                path=str(self.directory),
+                error=exc.strerror or str(exc),
+                cause=_mkdir_cause(self.directory),
+                consequence="no record can be written; peers cannot see this container",
+            )
+            return
+        if missing:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 os.chmod(self.directory, DIR_MODE)  # whatever the umask
@@ -178,7 +189,7 @@ def _permission_hint(directory: Path) -> str:
 def _mkdir_cause(directory: Path) -> str:
     """Why ``directory`` could not be made: the nearest existing parent, and what it allows."""
     parent = directory.parent
-    while not parent.exists() and parent != parent.parent:
+    while not os.path.exists(parent) and parent != parent.parent:
         parent = parent.parent
     try:
         info = parent.stat()

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from supervisor.harness import become_subreaper
+from tests.kubelet import NAMESPACE, RawContainer
 from tests.support import Container
 
 
@@ -84,6 +85,26 @@ def start(tmp_path: Path) -> Iterator[StartContainer]:
         argv: Sequence[str] = [os.fspath(a) for a in args]
         log = tmp_path / f"container-{len(started)}-{argv[0]}.log"
         container = Container(argv, log, namespace=namespace, env=env)
+        started.append(container)
+        return container
+
+    yield factory
+    for container in started:
+        container.close()
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[..., Container]]:
+    """A container whose process is ``argv`` as given (a launcher, a shell, ``setpriv``)."""
+    started: list[Container] = []
+
+    def factory(argv: Sequence[str | os.PathLike[str]], *, namespace: bool) -> Container:
+        args = [os.fspath(a) for a in argv]
+        log = tmp_path / f"launched-{len(started)}.log"
+        if namespace:
+            container: Container = RawContainer([*NAMESPACE, *args], log)
+        else:
+            container = Container(args, log, namespace=False, argv=args)
         started.append(container)
         return container
 

@@ -72,7 +72,7 @@ import pytest
 from tests.conftest import StartContainer
 from tests.helpers.procfs import is_gone
 from tests.http_server import RecordingServer
-from tests.kubelet import NAMESPACE, RawContainer, has_event, logged, nth_run, wait_for_event
+from tests.kubelet import has_event, logged, nth_run, wait_for_event
 from tests.support import (
     HERE,
     PRINT_SIGNALS,
@@ -147,26 +147,6 @@ def first_index(names: list[str], *wanted: str) -> int | None:
 def assert_no_traceback(*texts: str) -> None:
     for text in texts:
         assert "Traceback" not in text, text
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Callable[..., Container]]:
-    """A container whose process is ``argv`` as given (a launcher, a shell, ``setpriv``)."""
-    started: list[Container] = []
-
-    def factory(argv: Sequence[str | os.PathLike[str]], *, namespace: bool) -> Container:
-        args = [os.fspath(a) for a in argv]
-        log = tmp_path / f"launched-{len(started)}.log"
-        if namespace:
-            container: Container = RawContainer([*NAMESPACE, *args], log)
-        else:
-            container = Container(args, log, namespace=False, argv=args)
-        started.append(container)
-        return container
-
-    yield factory
-    for container in started:
-        container.close()
 
 
 # --- 1. periodic work on an absolute schedule -----------------------------------------

@@ -15,7 +15,9 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +27,7 @@ import pytest
 from tests.conftest import StartContainer
 from tests.http_server import RecordingServer
 from tests.kubelet import wait_for_event
-from tests.support import PRINT_SIGNALS, SUPERVISOR, TIMEOUT, read_json, wait_until
+from tests.support import PRINT_SIGNALS, SUPERVISOR, TIMEOUT, Container, read_json, wait_until
 
 READY = r"ready \(pid: (\d+)\)"
 READS_A_LINE = 'read line; echo "got $line"; exit 3'
@@ -334,3 +336,86 @@ def test_the_term_hold_says_a_second_signal_stops_at_once(
     side.signal(signal.SIGINT)
     assert side.wait() == 0
     assert side.event("stop_signal_received")["signal"] == "SIGINT"
+
+
+# --- records left by a different user ---------------------------------------------------
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def _needs_another_user() -> None:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run a container as another user")
+
+
+@pytest.fixture
+def volume_parent() -> Iterator[Path]:
+    """Where another user can reach the volume (pytest's tmp_path is root's, 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="field-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.timeout(90)
+def test_a_non_root_sidecar_sees_a_root_main_complete(
+    start: StartContainer, launch: Callable[..., Container], volume_parent: Path
+) -> None:
+    """The main (root) made the shared dir, mode 0755: the sidecar (another uid) cannot
+    write its own records there, says so once with what to change, and still sees
+    the main's completion through its lock and record."""
+    _needs_another_user()
+    shared = volume_parent / "volume"
+    main = start("main", "--dir", shared, "--", *PRINT_SIGNALS, "--exit-on", "USR2")
+    main.expect(READY)
+    side = launch(
+        [*NOBODY, *SUPERVISOR, "sidecar", "--dir", str(shared), "--", "sh", "-c",
+         'trap "exit 0" TERM; echo "ready (pid: $$)"; sleep 600 & wait'],
+        namespace=True,
+    )  # fmt: skip
+    side.expect(READY)
+    unavailable = side.event("lock_unavailable")
+    assert "fsGroup" in unavailable["hint"]
+    main.signal(signal.SIGUSR2)
+    assert main.wait() == 0
+    assert side.wait() == 0
+    assert side.event("completion_detected")["exit_code"] == 0
+
+
+@pytest.mark.timeout(90)
+def test_a_main_that_cannot_write_the_dir_says_why_and_the_job_still_ends(
+    start: StartContainer, launch: Callable[..., Container], volume_parent: Path
+) -> None:
+    """The reverse: a root sidecar made the dir first (0755), the main runs as another
+    user and cannot write a single record. It says why in one line naming what to
+    change; the sidecar's --start-timeout still ends the Job."""
+    _needs_another_user()
+    shared = volume_parent / "volume"
+    side = start("sidecar", "--dir", shared, "--start-timeout", "2", "--", *PRINT_SIGNALS)
+    side.expect(READY)
+    main = launch(
+        [*NOBODY, *SUPERVISOR, "main", "--dir", str(shared), "--", "true"], namespace=True
+    )
+    assert main.wait() == 0
+    hint = main.event("lock_unavailable")["hint"]
+    assert "uid 0" in hint
+    assert "fsGroup" in hint
+    assert side.wait() == 0
+    assert side.event("completion_detected")["reason"] == "NeverStarted"
+
+
+@pytest.mark.timeout(60)
+def test_a_dir_behind_a_parent_this_user_cannot_enter_is_one_line_not_a_traceback(
+    launch: Callable[..., Container], tmp_path: Path
+) -> None:
+    _needs_another_user()
+    hidden = tmp_path / "volume"  # tmp_path is root's, mode 0700
+    side = launch(
+        [*NOBODY, *SUPERVISOR, "sidecar", "--dir", str(hidden), "--marker", "/nonexistent",
+         "--", "sh", "-c", 'echo "ready (pid: $$)"; exit 0'],
+        namespace=True,
+    )  # fmt: skip
+    side.expect(READY)
+    unavailable = side.event("dir_unavailable")
+    assert unavailable["error"] == "Permission denied"
+    assert "Traceback" not in side.log_path.read_text()
