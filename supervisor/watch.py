@@ -130,6 +130,7 @@ class CompletionWatcher:
                 found=completion.found,
                 why="--stop-on success and it failed",
             )
+            source.start(self.loop)  # wait for the next one
             return
         self.found[source.label] = completion
         source.close()

@@ -255,3 +255,31 @@ def test_two_sidecars_with_one_pattern_never_watch_each_other(tmp_path: Path, sh
         assert stopped == {"side-a", "side-b"}
     finally:
         pod.close()
+
+
+def test_stop_on_success_ignores_a_process_that_never_appeared_and_waits_again(
+    start: StartContainer, shared: Path
+) -> None:
+    """The ignored failure re-arms the watch: the next matching process is followed."""
+    token = f"late-proc-{os.getpid()}-{id(shared)}"
+    side = start(
+        "sidecar", "--dir", shared, "--watch-process", f"[{token[0]}]{token[1:]}",
+        "--process-timeout", "0.5", "--stop-on", "success", "--", *PRINT_SIGNALS,
+        namespace=False,
+    )  # fmt: skip
+    side.expect(READY)
+    wait_for_event(side, "completion_ignored")
+    late = subprocess.Popen(["sh", "-c", f"read _; exit 0 # {token}"], stdin=subprocess.PIPE)
+    try:
+        wait_for_event(side, "process_found")
+        assert late.stdin is not None
+        late.stdin.close()  # the process ends
+        assert late.wait(TIMEOUT) == 0
+        assert side.wait() == 0
+    finally:
+        if late.poll() is None:
+            late.kill()
+            late.wait()
+    found = side.event("process_found")
+    assert found["pid"] == late.pid
+    assert side.event("completion_detected")["reason"] == "Exited"

@@ -4,7 +4,8 @@ A source follows one thing (a wrapped container, a marker path, a process) and
 speaks a small protocol:
 
 - ``start(loop)``: begin any waiting in the background (a thread blocked in the
-  kernel); such a thread only ever posts ``SourceChanged(label)``;
+  kernel); such a thread only ever posts ``SourceChanged(label)``; called again
+  after a completion was ignored (``--stop-on success``), to wait for the next;
 - ``check()``: look now; a ``Completion`` or None while pending;
 - ``watched_file()``: the file whose appearance could end it, while no kernel
   wait covers it (the file watcher watches its folder), else None;

@@ -7,10 +7,9 @@ exit: blocked in ``poll`` on a pidfd where the kernel has them (Linux 5.3+),
 by polling otherwise. The exit code of a process that is not our child cannot
 be known, so such a completion has an unknown exit code (counted as success).
 
-Each exit is one completion: after ``check`` has returned it, the source
-watches for the next matching process (what ``--stop-on success`` needs when
-it ignores one). psutil is imported here only, so sidecars without
-``--watch-process`` never load it.
+Each exit is one completion; ``start`` again watches for the next matching
+process (what ``--stop-on success`` needs when it ignores one). psutil is
+imported here only, so sidecars without ``--watch-process`` never load it.
 """
 
 from __future__ import annotations
@@ -121,6 +120,7 @@ class ProcessSource:
         self._outcome: Completion | None = None  # set by the thread, taken by check()
 
     def start(self, loop: Loop) -> None:
+        """Watch for the next matching process (again, after an ignored completion)."""
         self.loop = loop
         self._watch()
 
@@ -190,8 +190,6 @@ class ProcessSource:
 
     def check(self) -> Completion | None:
         outcome, self._outcome = self._outcome, None
-        if outcome is not None:
-            self._watch()  # the next exit is a new completion; close() stops it if none is needed
         return outcome
 
     def watched_file(self) -> Path | None:
