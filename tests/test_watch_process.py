@@ -226,8 +226,11 @@ def test_two_sidecars_with_one_pattern_never_watch_each_other(tmp_path: Path, sh
     )  # fmt: skip
     pod = RawContainer([*NAMESPACE, "sh", str(script)], tmp_path / "pod.log")
     try:
-        pod.expect(READY)
-        pod.expect(READY)
+        # Both children print "ready" into one pipe, maybe on one line: read the logs.
+        wait_until(
+            lambda: {e["name"] for e in logged(pod, "child_ready")} == {"side-a", "side-b"},
+            what="both sidecars' children ready",
+        )
         warned = wait_until(
             lambda: (
                 {e["name"] for e in logged(pod, "process_pattern_matches_a_supervisor")}
