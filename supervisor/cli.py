@@ -327,20 +327,26 @@ MIN_FILES = 16
 
 
 def _check_file_limit() -> None:
-    """Raise the soft limit on open files to the hard one; refuse a hopeless one.
+    """Refuse a hopeless limit on open files, after trying to raise it.
 
     Far too few descriptors would fail somewhere in the middle (a record not
     written, a probe that cannot connect); refusing at once is one clear line,
-    and the main's failed record is still written (``_record_failure``).
+    and the main's failed record is still written (``_record_failure``). The
+    usual case costs one ``sysconf``: ``resource`` is loaded only for a low limit.
     """
-    import resource  # noqa: PLC0415 - a C module, loaded in microseconds
+    try:
+        soft = os.sysconf("SC_OPEN_MAX")
+    except (OSError, ValueError):
+        return
+    if soft < 0 or soft >= MIN_FILES:
+        return
+    import resource  # noqa: PLC0415 - only for a limit that is too low
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-    if soft != resource.RLIM_INFINITY and soft < MIN_FILES:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard if hard != resource.RLIM_INFINITY else MIN_FILES
+    if soft < MIN_FILES:
         raise SupervisorError(
             f"only {soft} open files are allowed (ulimit -n); the supervisor needs at least "
             f"{MIN_FILES}"
