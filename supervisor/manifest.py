@@ -66,13 +66,6 @@ def option(command: str, flag: str) -> Option:
     return next(o for o in OPTIONS[command] if o.flag == flag)
 
 
-def shutdown_budget() -> float:
-    """The seconds a wrapped sidecar may take after SIGTERM with the default flags."""
-    return float(
-        option("sidecar", "--term-hold").default + option("sidecar", "--grace-period").default
-    )
-
-
 # --- reading ------------------------------------------------------------------------
 
 

@@ -49,8 +49,11 @@ class OwnRecords:
         manifest mistake (its peers will never see its files).
         """
         try:
-            missing = not self.directory.exists()
-        except OSError as exc:  # a parent this user may not enter
+            missing = not self.directory.exists()  # raises for a parent we may not enter
+            if missing:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                os.chmod(self.directory, DIR_MODE)  # whatever the umask
+        except OSError as exc:
             log.error(
                 "dir_unavailable",
                 path=str(self.directory),
@@ -60,18 +63,6 @@ class OwnRecords:
             )
             return
         if missing:
-            try:
-                self.directory.mkdir(parents=True, exist_ok=True)
-                os.chmod(self.directory, DIR_MODE)  # whatever the umask
-            except OSError as exc:
-                log.error(
-                    "dir_unavailable",
-                    path=str(self.directory),
-                    error=exc.strerror or str(exc),
-                    cause=_mkdir_cause(self.directory),
-                    consequence="no record can be written; peers cannot see this container",
-                )
-                return
             log.warning(
                 "dir_created",
                 path=str(self.directory),

@@ -184,7 +184,7 @@ class Sidecar:
             return self._finish()
         finally:
             self.watcher.close()
-            self._stop_prober()
+            self._stop_probers()
 
     def _log_config(self) -> None:
         """The effective configuration, first: what a reader of a hung Job needs."""
@@ -285,8 +285,6 @@ class Sidecar:
             return
         if self.phase not in _CHILD_UP:
             return
-        self._stop_prober()
-        self.records.unready()
         reason = self.oom.reason(child)
         log.log(
             "info" if child.code == 0 else "warning",
@@ -310,7 +308,10 @@ class Sidecar:
         self._backoff(reason)
 
     def _backoff(self, reason: str, **details: object) -> None:
-        """Plan a restart; stop what is left of the previous child first."""
+        """Plan a restart; stop what is left of the previous child first. Its probes
+        and its ``.ready`` go with it: no gate may open on a child that is gone."""
+        self._stop_probers()
+        self.records.unready()
         delay = backoff_delay(self.failures)
         self.failures += 1
         self.restarts += 1
@@ -369,7 +370,7 @@ class Sidecar:
             return
         self.why = "completed"
         if self.phase in _CHILD_UP and self.config.stop_delay > 0:
-            self._stop_prober()
+            self._stop_probers()
             self._enter(Phase.DELAYING)
             self.loop.cancel("hold")
             self.loop.set_timer("delay", time.monotonic() + self.config.stop_delay)
@@ -416,7 +417,7 @@ class Sidecar:
         )
         self._start_liveness()
 
-    def _stop_prober(self) -> None:
+    def _stop_probers(self) -> None:
         if self.prober is not None:
             self.prober.set()
             self.prober = None
@@ -478,8 +479,6 @@ class Sidecar:
         """Stop this child (stop signal, grace, SIGKILL) and restart it as after a crash."""
         child = self.child
         assert child is not None
-        self._stop_prober()
-        self.records.unready()
         log.warning("liveness_failed", pid=child.pid, probe=probe, last=last, failures=failures)
         if child.ran_for >= STABLE_RUN:
             self.failures = 0
@@ -489,7 +488,7 @@ class Sidecar:
 
     def _stop(self, why: str) -> None:
         self.why = why
-        self._stop_prober()
+        self._stop_probers()
         for timer in ("hold", "delay", "restart"):
             self.loop.cancel(timer)
         child = self.child

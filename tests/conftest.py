@@ -9,6 +9,8 @@ fails the test.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -61,6 +63,15 @@ def no_leaked_processes() -> Iterator[None]:
     psutil.wait_procs(alive, timeout=5)
     _reap_zombies()
     assert not leaked, f"processes left running: {leaked}"
+
+
+@pytest.fixture
+def reachable_dir() -> Iterator[Path]:
+    """A folder other users can enter (mode 0755): pytest's tmp_path is root's, 0700."""
+    path = Path(tempfile.mkdtemp(prefix="sidecar-tests-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
 import pytest
 import yaml
 
 from supervisor.check import check_text
-from tests.support import HERE, SUPERVISOR, TIMEOUT
+from tests.support import HERE
 from tests.test_examples import KUBERNETES
-from tests.test_inject import SHAPED
+from tests.test_inject import SHAPED, check
 
 SEED_DIR = HERE.parent.parent / "shared" / "seed"
 SEED = (KUBERNETES / "job-cannot-complete.yaml").read_text()
 FIXED = (KUBERNETES / "job-fixed.yaml").read_text()
 TOOL = "sidecar-supervisor"
-
-
-def check(text: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*SUPERVISOR, "check", "-f", "-", *args],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
 
 
 def codes(text: str) -> list[tuple[str, str]]:

@@ -62,8 +62,7 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
@@ -324,12 +323,10 @@ SH_CHILD = f'trap "echo {TERM}; exit 0" TERM; echo "ready (pid: $$)"; sleep 600 
 
 
 @pytest.fixture
-def world_writable_dir() -> Iterator[Path]:
-    """A shared dir another uid can use (the tests' tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="core-tests-"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def world_writable_dir(reachable_dir: Path) -> Path:
+    """A shared dir another uid can use, and write in."""
+    reachable_dir.chmod(0o777)
+    return reachable_dir
 
 
 @pytest.mark.timeout(120)

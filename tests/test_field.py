@@ -15,9 +15,8 @@ import shlex
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -70,6 +69,10 @@ def on_a_terminal(
         proc.kill()
         output, _ = proc.communicate()
         raise AssertionError(f"hung on a terminal: {output.decode(errors='replace')}") from None
+    finally:
+        if proc.poll() is None:  # a failed wait for readiness: nothing is left running
+            proc.kill()
+            proc.communicate()
     return proc.returncode, (seen + output).decode(errors="replace")
 
 
@@ -348,24 +351,15 @@ def _needs_another_user() -> None:
         pytest.skip("needs root and setpriv to run a container as another user")
 
 
-@pytest.fixture
-def volume_parent() -> Iterator[Path]:
-    """Where another user can reach the volume (pytest's tmp_path is root's, 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="field-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.mark.timeout(90)
 def test_a_non_root_sidecar_sees_a_root_main_complete(
-    start: StartContainer, launch: Callable[..., Container], volume_parent: Path
+    start: StartContainer, launch: Callable[..., Container], reachable_dir: Path
 ) -> None:
     """The main (root) made the shared dir, mode 0755: the sidecar (another uid) cannot
     write its own records there, says so once with what to change, and still sees
     the main's completion through its lock and record."""
     _needs_another_user()
-    shared = volume_parent / "volume"
+    shared = reachable_dir / "volume"
     main = start("main", "--dir", shared, "--", *PRINT_SIGNALS, "--exit-on", "USR2")
     main.expect(READY)
     side = launch(
@@ -384,13 +378,13 @@ def test_a_non_root_sidecar_sees_a_root_main_complete(
 
 @pytest.mark.timeout(90)
 def test_a_main_that_cannot_write_the_dir_says_why_and_the_job_still_ends(
-    start: StartContainer, launch: Callable[..., Container], volume_parent: Path
+    start: StartContainer, launch: Callable[..., Container], reachable_dir: Path
 ) -> None:
     """The reverse: a root sidecar made the dir first (0755), the main runs as another
     user and cannot write a single record. It says why in one line naming what to
     change; the sidecar's --start-timeout still ends the Job."""
     _needs_another_user()
-    shared = volume_parent / "volume"
+    shared = reachable_dir / "volume"
     side = start("sidecar", "--dir", shared, "--start-timeout", "2", "--", *PRINT_SIGNALS)
     side.expect(READY)
     main = launch(

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -53,50 +54,61 @@ def test_the_two_set_up_commands_are_the_documented_ones() -> None:
     assert tests in ci.splitlines()
 
 
+def by_hand(pod: Path, *flags: str) -> list[list[str]]:
+    """The README's three by-hand commands as written, on ``pod`` and with 0.1 s sleeps;
+    ``flags`` go right after the command's name."""
+    lines = [ln for ln in shell_lines() if "--dir /tmp/pod" in ln]
+    assert len(lines) == 3
+    argvs = []
+    for written in lines:
+        line = written.replace("/tmp/pod", str(pod)).replace("sleep 1", "sleep 0.1")  # noqa: S108
+        words = line.split(" ", 2)
+        assert words[0] == ".venv/bin/sidecar-supervisor"
+        argvs.append([*SUPERVISOR, words[1], *flags, *shlex.split(words[2])])
+    return argvs
+
+
+def run_the_pair(
+    sidecar_argv: list[str],
+    main_argv: list[str],
+    sidecar_stderr: IO[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Terminal 1, then terminal 2 once the sidecar's child runs; the sidecar must end 0."""
+    sidecar = subprocess.Popen(
+        sidecar_argv, stdout=subprocess.PIPE, stderr=sidecar_stderr, text=True, env=env
+    )
+    try:
+        assert sidecar.stdout is not None
+        assert sidecar.stdout.readline().strip() == "collecting logs"
+        main = subprocess.run(
+            main_argv, capture_output=True, text=True, timeout=TIMEOUT, env=env, check=False
+        )
+        assert sidecar.wait(TIMEOUT) == 0
+    finally:
+        if sidecar.poll() is None:
+            sidecar.kill()
+            sidecar.wait()
+        if sidecar.stdout is not None:
+            sidecar.stdout.close()
+    return main
+
+
 def test_the_by_hand_example_runs_as_written(tmp_path: Path) -> None:
     """The two-terminal example, run twice as written on the same directory: the
     sidecar stops when the main is done, status shows both."""
-    lines = shell_lines()
-    by_hand = [ln for ln in lines if "--dir /tmp/pod" in ln]
-    assert len(by_hand) == 3
-    assert "rm -rf /tmp/pod && mkdir /tmp/pod" in [ln.split("#")[0].strip() for ln in lines]
+    assert "rm -rf /tmp/pod && mkdir /tmp/pod" in [ln.split("#")[0].strip() for ln in shell_lines()]
     pod = tmp_path / "pod"
-
-    def argv(line: str) -> list[str]:
-        line = line.replace("/tmp/pod", str(pod))  # noqa: S108 - the README's path, replaced
-        line = line.replace("sleep 1", "sleep 0.1")
-        words = line.split(" ", 2)
-        assert words[0] == ".venv/bin/sidecar-supervisor"
-        return [*SUPERVISOR, words[1], *split_rest(words[2])]
-
+    sidecar, main, status = by_hand(pod)
     for _run in range(2):
         shutil.rmtree(pod, ignore_errors=True)  # the recipe's rm -rf and mkdir
         pod.mkdir()
-        sidecar = subprocess.Popen(argv(by_hand[0]), stdout=subprocess.PIPE, text=True)
-        try:
-            assert sidecar.stdout is not None
-            assert sidecar.stdout.readline().strip() == "collecting logs"
-            main = subprocess.run(
-                argv(by_hand[1]), capture_output=True, text=True, timeout=TIMEOUT, check=False
-            )
-            assert main.returncode == 0
-            assert main.stdout.splitlines()[-1] == "task 5/5"
-            assert sidecar.wait(TIMEOUT) == 0
-        finally:
-            if sidecar.poll() is None:
-                sidecar.kill()
-                sidecar.wait()
-            if sidecar.stdout is not None:
-                sidecar.stdout.close()
-        status = subprocess.run(
-            argv(by_hand[2]), capture_output=True, text=True, timeout=TIMEOUT, check=True
-        )
-        rows = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[1:]}
+        ran = run_the_pair(sidecar, main)
+        assert ran.returncode == 0
+        assert ran.stdout.splitlines()[-1] == "task 5/5"
+        shown = subprocess.run(status, capture_output=True, text=True, timeout=TIMEOUT, check=True)
+        rows = {line.split()[0]: line.split()[1] for line in shown.stdout.splitlines()[1:]}
         assert rows == {"main": "done", "sidecar": "done"}
-
-
-def split_rest(rest: str) -> list[str]:
-    return shlex.split(rest)
 
 
 @pytest.mark.slow
@@ -148,39 +160,14 @@ def shape(line: str) -> tuple[str, str, str, list[str]]:
 def test_the_console_sample_is_what_the_console_format_prints(tmp_path: Path) -> None:
     """The by-hand example with ``--log-format console``: the README's sample, line by line."""
     sidecar_sample, main_sample = console_samples()
-    by_hand = [ln for ln in shell_lines() if "--dir /tmp/pod" in ln]
     pod = tmp_path / "pod"
-
-    def argv(line: str) -> list[str]:
-        line = line.replace("/tmp/pod", str(pod)).replace("sleep 1", "sleep 0.1")  # noqa: S108
-        words = line.split(" ", 2)
-        return [*SUPERVISOR, words[1], "--log-format", "console", *split_rest(words[2])]
-
+    sidecar, main_argv, _status = by_hand(pod, "--log-format", "console")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_SUPERVISOR_")}
     pod.mkdir()  # the recipe's mkdir
     sidecar_log = tmp_path / "sidecar.log"
     with sidecar_log.open("w") as stderr:
-        sidecar = subprocess.Popen(
-            argv(by_hand[0]), stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
-        )
-        try:
-            assert sidecar.stdout is not None
-            sidecar.stdout.readline()
-            main = subprocess.run(
-                argv(by_hand[1]),
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT,
-                env=env,
-                check=True,
-            )
-            assert sidecar.wait(TIMEOUT) == 0
-        finally:
-            if sidecar.poll() is None:
-                sidecar.kill()
-                sidecar.wait()
-            if sidecar.stdout is not None:
-                sidecar.stdout.close()
+        main = run_the_pair(sidecar, main_argv, sidecar_stderr=stderr, env=env)
+    assert main.returncode == 0
 
     assert [shape(ln) for ln in sidecar_log.read_text().splitlines()] == [
         shape(ln) for ln in sidecar_sample
