@@ -7,7 +7,6 @@ that cannot be executed or found.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -15,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from supervisor import __version__, log
+from supervisor import log
 from supervisor.config import (
     DEFAULT_DIR,
     OPTIONS,
@@ -25,7 +24,6 @@ from supervisor.config import (
     DoneConfig,
     InjectConfig,
     MainConfig,
-    Option,
     SidecarConfig,
     StatusConfig,
     env_name,
@@ -90,90 +88,6 @@ COMMANDS = {
         f"{PROG} copy [OPTIONS] DEST",
     ),
 }
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """argparse's formatter without ``shutil``: argparse makes one for every option
-    it adds, and importing shutil for the terminal's width costs milliseconds at
-    every start. The width comes from ``os`` instead."""
-
-    def __init__(
-        self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-        width: int | None = None,
-    ) -> None:  # fmt: skip
-        if width is None:
-            try:
-                width = os.get_terminal_size(2).columns - 2
-            except (OSError, ValueError):
-                width = 78  # not a terminal
-        super().__init__(prog, indent_increment, max_help_position, width)
-
-
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # ``--grace 3`` must not mean --grace-period: a manifest relying on an
-        # abbreviation would break the day another flag starts with it.
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-def _choices(option: Option) -> tuple[str, ...]:
-    return tuple(getattr(option.parse, "choices", ()))
-
-
-def _help(option: Option) -> str:
-    """The option's help, its variable and its default, unless the help tells the default."""
-    default = option.default
-    if isinstance(default, tuple):
-        default = ",".join(map(str, default)) or None
-    elif isinstance(default, float) and default.is_integer():
-        default = int(default)
-    if option.switch or "default" in option.help:
-        default = None
-    shown = "" if default is None else f"; default {default}"
-    return f"{option.help} [{option.env}{shown}]".replace("%", "%%")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=_Formatter,
-    )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, options in OPTIONS.items():
-        summary, usage = COMMANDS[name]
-        sub = commands.add_parser(
-            name,
-            help=summary,
-            description=summary,
-            usage=usage,
-            epilog=EPILOG,
-            formatter_class=_Formatter,
-        )
-        for option in options:
-            kwargs: dict[str, Any] = {"help": _help(option), "default": None}
-            if option.metavar:
-                kwargs["metavar"] = option.metavar
-            elif choices := _choices(option):
-                kwargs["metavar"] = "|".join(choices)
-            if option.repeat:
-                kwargs["action"] = "append"
-            if option.switch:
-                kwargs["action"] = "store_const"
-                kwargs["const"] = True
-            flags = [option.short, option.flag] if option.short else [option.flag]
-            sub.add_argument(*flags, dest=option.dest, **kwargs)
-        if name in ("sidecar", "main"):
-            sub.add_argument("argv_command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        if name == "copy":
-            sub.add_argument("dest", nargs="?", metavar="DEST", help="the folder to copy into")
-    return parser
 
 
 # The other role's flag for the same job, named when a role is given a flag it lacks.
@@ -282,14 +196,61 @@ def say(line: str) -> None:
         os.write(2, data)
 
 
+def parse_plain(head: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
+    """The command and its flags, for a command line argparse would take as it is.
+
+    Building argparse's parsers for every command costs more than the rest of
+    the start-up together, so a plain line (a command, then ``--flag value``,
+    ``--flag=value`` or switches from its table) is read here from the same
+    table. Anything else (help, a positional, an unknown or short flag, a
+    value that looks like a flag) returns None and goes to argparse, which
+    gives the same result or the same error as always.
+    """
+    if not head or head[0] not in OPTIONS:
+        return None
+    command = head[0]
+    flags = {option.flag: option for option in OPTIONS[command]}
+    given: dict[str, Any] = {}
+    at = 1
+    while at < len(head):
+        word = head[at]
+        flag, equals, value = word.partition("=")
+        option = flags.get(flag)
+        if option is None:
+            return None
+        if option.switch:
+            if equals:
+                return None
+            given[option.dest] = True
+            at += 1
+            continue
+        if not equals:
+            if at + 1 == len(head) or head[at + 1].startswith("-"):
+                return None
+            value = head[at + 1]
+            at += 1
+        at += 1
+        if option.repeat:
+            given.setdefault(option.dest, []).append(value)
+        else:
+            given[option.dest] = value
+    return command, given
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     open_standard_fds()
     args_list = list(sys.argv[1:] if argv is None else argv)
     head, command = _split(args_list)
-    parser = build_parser()
     try:
+        plain = parse_plain(head)
+        if plain is not None:
+            name, given = plain
+            return _dispatch(resolve(name, given, command, os.environ))
         if head and not head[0].startswith("-") and head[0] not in COMMANDS:
             raise UsageError(unknown_command(head[0]))
+        from supervisor.parser import build_parser  # noqa: PLC0415 - see parse_plain
+
+        parser = build_parser()
         args, unknown = parser.parse_known_args(head)
         if unknown:
             raise UsageError(unknown_flag(args.command, unknown[0]))

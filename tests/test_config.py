@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor import cli
+from supervisor import cli, parser
 from supervisor.config import (
     DEFAULT_DIR,
     OPTIONS,
@@ -207,7 +207,7 @@ def test_flag_wins_even_over_an_invalid_variable() -> None:
 
 
 def test_flags_parsed_by_the_cli_reach_resolve() -> None:
-    args = cli.build_parser().parse_args(
+    args = parser.build_parser().parse_args(
         ["sidecar", "--grace-period", "3", "--wait-for", "main", "--wait-for", "logs"]
     )
 
@@ -216,6 +216,48 @@ def test_flags_parsed_by_the_cli_reach_resolve() -> None:
     assert isinstance(config, SidecarConfig)
     assert config.grace_period == 3.0
     assert config.wait_for == ("main", "logs")
+
+
+def _argparse_reading(head: list[str]) -> tuple[str, dict[str, object]] | None:
+    """What the full parser makes of ``head``, in parse_plain's terms; None if it refuses."""
+    try:
+        args, unknown = parser.build_parser().parse_known_args(head)
+    except UsageError:
+        return None
+    given = {k: v for k, v in vars(args).items() if v is not None and k != "command"}
+    if unknown or given.pop("argv_command", None) or given.pop("dest", None):
+        return None
+    return args.command, given
+
+
+_VALUES = ["x", "3", "-1", "", "main", "a=b", "--help", "-h", "--version", "--nope", "-f"]
+
+
+@st.composite
+def _command_lines(draw: st.DrawFn) -> list[str]:
+    """A command, then mostly its own flags each with a value (``--flag value`` or
+    ``--flag=value``), now and then a stray word."""
+    command = draw(st.sampled_from(sorted(OPTIONS)))
+    flags = sorted(o.flag for o in OPTIONS[command])
+    flag, value = st.sampled_from(flags), st.sampled_from(_VALUES)
+    unit = st.one_of(
+        st.tuples(flag, value).map(list),
+        st.tuples(flag, value).map(lambda fv: ["=".join(fv)]),
+        st.tuples(flag).map(list),
+        st.tuples(value).map(list),
+    )
+    units = draw(st.lists(unit, max_size=4))
+    return [command, *(word for words in units for word in words)]
+
+
+@given(head=_command_lines())
+@settings(max_examples=500, deadline=None)
+def test_the_plain_reading_agrees_with_argparse(head: list[str]) -> None:
+    """A line parse_plain takes means what argparse makes of it, and it leaves
+    argparse every line argparse would refuse or treat otherwise."""
+    plain = cli.parse_plain(head)
+    if plain is not None:
+        assert plain == _argparse_reading(head)
 
 
 def test_repeatable_flag_from_a_comma_separated_variable() -> None:
