@@ -9,8 +9,6 @@ dataclass: defining dataclasses costs tens of milliseconds at every start, and
 start-up time is part of the product).
 """
 
-from __future__ import annotations
-
 import os
 import signal
 from collections.abc import Callable, Mapping

@@ -14,8 +14,6 @@ name is replaced, never followed. Reads never follow a symlink, never block on a
 FIFO and never read more than ``MAX_MARKER_BYTES``.
 """
 
-from __future__ import annotations
-
 import contextlib
 import errno
 import fcntl

@@ -162,7 +162,7 @@ class Sidecar:
         self.records.prepare()
         self._log_config()
         try:
-            self.watcher.check(woken_by="start")
+            self.watcher.check(woken_by="start", watch_files=False)
             if self.watcher.satisfied:
                 return self._already_complete()
             self.records.begin_attempt(
@@ -170,6 +170,8 @@ class Sidecar:
                 waits_for=list(self.config.wait_for),
                 gates=list(self.config.wait_ready) or None,
             )
+            if self.config.wait_ready:
+                self.watcher.watch_files()  # the main may finish while we wait
             ended = self._at_gates()
             if ended is not None:
                 return ended
@@ -179,6 +181,7 @@ class Sidecar:
                 log.error("child_start_failed", command=list(self.config.command), error=str(exc))
                 self.records.done(exc.exit_code, None, exc.reason)
                 return self._exit(exc.exit_code, f"COMMAND could not start: {exc}")
+            self.watcher.watch_files()  # COMMAND first: it is what the pod waits for
             self.loop.every(RESCAN, self.config.poll_interval)
             self.loop.run_until(lambda: self.phase is Phase.EXITED, self.on_event)
             return self._finish()

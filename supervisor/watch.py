@@ -100,9 +100,13 @@ class CompletionWatcher:
 
     # --- looking ---------------------------------------------------------------
 
-    def check(self, woken_by: str = "rescan", label: str | None = None) -> None:
+    def check(
+        self, woken_by: str = "rescan", label: str | None = None, *, watch_files: bool = True
+    ) -> None:
         """Ask the pending sources (or the one named) to look, then run only the
-        file watcher that is still needed."""
+        file watcher that is still needed (none yet with ``watch_files=False``: the
+        sidecar's first look comes before COMMAND starts, and the watcher's import
+        and set-up would only delay it; ``watch_files()`` starts it after)."""
         if not self._started:
             self._started = True
             for source in self.sources:
@@ -112,7 +116,8 @@ class CompletionWatcher:
                 completion = source.check()
                 if completion is not None:
                     self._decide(source, completion, woken_by)
-        self._arrange_file_watcher()
+        if watch_files or self._fs_stop is not None:
+            self.watch_files()
 
     def _decide(self, source: Source, completion: Completion, woken_by: str) -> None:
         """Accept a completion, or ignore a failure once under ``--stop-on success``."""
@@ -166,7 +171,9 @@ class CompletionWatcher:
 
     # --- the file watcher -------------------------------------------------------
 
-    def _arrange_file_watcher(self) -> None:
+    def watch_files(self) -> None:
+        """Run the file watcher on the folders that could still end a source, if any
+        (it tells once its watches exist, so nothing written before is missed)."""
         files = [source.watched_file() for source in self.pending()]
         folders = {f.parent for f in files if f is not None}
         paths = tuple(sorted(p for p in folders if p.is_dir()))

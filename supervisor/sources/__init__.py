@@ -16,8 +16,6 @@ A source's background thread that fails does not die silently: the source
 notes the error, wakes the loop, and ``check`` says what it means for it.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -50,7 +48,7 @@ class Completion(NamedTuple):
         return 1 if self.failed else 0
 
 
-def from_record(label: str, path: Path, snapshot: Snapshot, warned: set[object]) -> Completion:
+def from_record(label: str, path: Path, snapshot: "Snapshot", warned: set[object]) -> Completion:
     """The completion a ``.done`` record (or marker) says, whatever its form; a record
     that is not valid is reported once per version of the file (``warned``)."""
     from supervisor import log  # noqa: PLC0415 - sources/__init__ stays light
@@ -83,7 +81,7 @@ def from_record(label: str, path: Path, snapshot: Snapshot, warned: set[object])
 class Source(Protocol):
     label: str  # container name, marker path or process pattern, for the logs
 
-    def start(self, loop: Loop) -> None: ...
+    def start(self, loop: "Loop") -> None: ...
 
     def check(self) -> Completion | None: ...
 
