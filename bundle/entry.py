@@ -36,6 +36,6 @@ def restore_environment(environ: MutableMapping[str, str], bundle_dirs: Iterable
 if __name__ == "__main__":
     restore_environment(os.environ, [getattr(sys, "_MEIPASS", os.path.dirname(sys.executable))])
 
-    from supervisor.cli import run
+    from supervisor.__main__ import start
 
-    run()
+    start()

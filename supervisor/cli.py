@@ -8,6 +8,7 @@ that cannot be executed or found.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -332,6 +333,14 @@ def _record_failure(head: list[str], exc: SupervisorError) -> None:
     write_failure(Path(found["dir"]), found["name"], exc.exit_code, reason, str(exc))
 
 
+def _collect_from_now() -> None:
+    """Turn the collector back on if ``__main__.start`` turned it off, with what
+    the start-up made kept out of every later collection."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def _dispatch(config: Any) -> int:
     if isinstance(config, SidecarConfig | MainConfig):
         _check_file_limit()
@@ -340,10 +349,13 @@ def _dispatch(config: Any) -> int:
         if isinstance(config, SidecarConfig):
             from supervisor import sidecar_role  # noqa: PLC0415 - each role loads what it needs
 
+            _collect_from_now()
             return sidecar_role.run(config, restore_signals=False)  # the process exits next
         from supervisor import main_role  # noqa: PLC0415
 
+        _collect_from_now()
         return main_role.run(config, restore_signals=False)
+    _collect_from_now()
     if isinstance(config, DemoConfig):
         from supervisor.demo import run_demo  # noqa: PLC0415
 
