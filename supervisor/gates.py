@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from supervisor import log
 from supervisor.events import Event, ProbeReady, ThreadFailed, TimerFired
 from supervisor.markers import marker_path
+from supervisor.signals import start_thread
 
 if TYPE_CHECKING:
     from supervisor.config import MainConfig, SidecarConfig
@@ -81,6 +82,8 @@ class Gates:
         self.prober: threading.Event | None = None
         self.outcome: Outcome | None = None
         self.closed = False  # no longer waiting: late news is not the gates' any more
+        self.nudge: threading.Event | None = None  # wakes the prober on a file event
+        self.files_stop: threading.Event | None = None  # stops the file watcher
 
     @classmethod
     def of(
@@ -104,14 +107,36 @@ class Gates:
         from supervisor.probes import start_prober  # noqa: PLC0415
 
         log.info("waiting_for_gates", gates=self.described, timeout=self.timeout)
+        folders = tuple(sorted({Path(p.target).parent for p in self.probes if p.kind == "ready"}))
+        if folders:
+            # A peer's .ready is checked again on the file event that wrote it,
+            # not only every --ready-interval.
+            self.nudge = threading.Event()
+            self._follow(folders, self.nudge)
         self.prober = start_prober(
             self.procs,
             self.probes,
             label=LABEL,
             interval=self.interval,
             timeout=self.probe_timeout,
+            nudge=self.nudge,
         )
         self.loop.set_timer(TIMER, time.monotonic() + self.timeout)
+
+    def _follow(self, folders: tuple[Path, ...], nudge: threading.Event) -> None:
+        from supervisor.filewatch import GATE_PERIOD, follow_files  # noqa: PLC0415
+
+        stop = self.files_stop = threading.Event()
+
+        def follow() -> None:
+            follow_files(folders, stop, nudge.set, GATE_PERIOD)
+
+        def failed(event: Event) -> None:
+            assert isinstance(event, ThreadFailed)
+            # The prober still checks every --ready-interval.
+            log.warning("file_watcher_failed", error=event.error, fallback="--ready-interval")
+
+        start_thread(follow, name="gate-files", report=failed)
 
     def handle(self, event: Event) -> bool:
         """Take the events that are the gates' own; False for any other."""
@@ -154,3 +179,8 @@ class Gates:
         if self.prober is not None:
             self.prober.set()
             self.prober = None
+        if self.files_stop is not None:
+            self.files_stop.set()
+            self.files_stop = None
+        if self.nudge is not None:
+            self.nudge.set()  # the prober wakes and sees it must stop

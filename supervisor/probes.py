@@ -137,11 +137,14 @@ def start_prober(
     interval: float,
     timeout: float,
     generation: int = 0,
+    nudge: threading.Event | None = None,
 ) -> threading.Event:
     """Check ``probes`` in order until each passes, then post ``ProbeReady``.
 
     Returns an event that stops the thread when set; a failure of the thread
-    reaches the loop as ``ThreadFailed("probe-LABEL", ...)``.
+    reaches the loop as ``ThreadFailed("probe-LABEL", ...)``. Setting ``nudge``
+    makes the next check come at once instead of after ``interval`` (a file
+    event on a ``.ready``); whoever sets the returned event sets ``nudge`` too.
     """
     loop: Loop = procs.loop
     stop = threading.Event()
@@ -157,7 +160,11 @@ def start_prober(
                 if not announced:
                     log.info("waiting_for_probe", probe=str(probe), last=detail)
                     announced = True
-                stop.wait(interval)
+                if nudge is None:
+                    stop.wait(interval)
+                else:
+                    nudge.wait(interval)
+                    nudge.clear()
         if not stop.is_set():
             loop.post(ProbeReady(label, generation))
 

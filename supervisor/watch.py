@@ -20,23 +20,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from supervisor import log
 from supervisor.events import Event, SourceChanged, ThreadFailed, TimerFired
+from supervisor.filewatch import follow_files
 from supervisor.signals import start_thread
 from supervisor.sources import Completion, Source, build
 
 if TYPE_CHECKING:
     from supervisor.loop import Loop
 
-# watchfiles wakes every STEP ms to look for events: 50 ms answers a touched
-# marker in about 60 ms for about 2 ms of CPU a second, and it only runs until
-# every awaited container holds its lock.
-WATCH_STEP_MS = 50
-WATCH_DEBOUNCE_MS = 200
 RESCAN = "rescan"  # the loop timer of the periodic rescan
 FILE_WATCHER = "file-watcher"  # the thread's name, in ThreadFailed
 # A file watcher that failed is tried again only after this long (doubling),
@@ -193,7 +188,7 @@ class CompletionWatcher:
         self._fs_stop = stop
         self._fs_paths = paths
         start_thread(
-            lambda: _watch_files(paths, stop, lambda: loop.post(SourceChanged(None))),
+            lambda: follow_files(paths, stop, lambda: loop.post(SourceChanged(None))),
             name=FILE_WATCHER,
             report=loop.post,
         )
@@ -224,36 +219,3 @@ class CompletionWatcher:
         self._stop_file_watcher()
         for source in self.sources:
             source.close()
-
-
-def _watch_files(
-    paths: tuple[Path, ...], stop: threading.Event, changed: Callable[[], None]
-) -> None:
-    """Call ``changed`` after each burst of file events in ``paths``, until ``stop``.
-
-    watchfiles' Rust watcher is used directly: its public ``watch()`` cannot say
-    when the inotify watches exist, and a file created while they are being set
-    up would wait for the rescan. Here ``changed`` is called once they exist.
-    """
-    try:
-        from watchfiles._rust_notify import RustNotify  # noqa: PLC0415 - sidecars that need it
-    except ImportError:  # a watchfiles without it: the public API, and the rescan
-        import watchfiles  # noqa: PLC0415
-
-        changed()
-        for _changes in watchfiles.watch(
-            *paths, watch_filter=None, debounce=WATCH_DEBOUNCE_MS, step=WATCH_STEP_MS,
-            stop_event=stop, recursive=False, raise_interrupt=False,
-            ignore_permission_denied=True,
-        ):  # fmt: skip
-            changed()
-        return
-    # (paths, debug, force_polling, poll_delay_ms, recursive, ignore_permission_denied)
-    with RustNotify([str(p) for p in paths], False, False, 300, False, True) as notify:
-        changed()  # whatever happened while the watches were being set up
-        while True:
-            result = notify.watch(WATCH_DEBOUNCE_MS, WATCH_STEP_MS, 5000, stop)
-            if result == "stop":
-                return
-            if isinstance(result, set):
-                changed()

@@ -144,6 +144,23 @@ def test_main_starts_only_after_the_sidecar_is_ready(start: StartContainer, shar
     assert side.event("child_ready")["probe"] == f"http http://127.0.0.1:{port}/ready"
 
 
+def test_the_gate_opens_on_the_file_event_not_at_the_next_interval(
+    start: StartContainer, shared: Path
+) -> None:
+    """The main checks a peer's ``.ready`` again when the file appears: with an
+    hour between its checks, only the file event can open the gate in time."""
+    hour = ("--ready-interval", "3600", "--ready-timeout", "7200")
+    primary = start("main", "--dir", shared, "--wait-ready", "sidecar", *hour, "--", "true")
+    wait_until(lambda: has_event(primary, "waiting_for_probe"), what="the first check failed")
+    side = start(
+        "sidecar", "--dir", shared, "--ready-command", "true", *FAST, "--", *sh("sleep 600")
+    )
+
+    assert primary.wait() == 0
+    assert before(primary, "gates_ready", "child_started")
+    assert side.wait() == 0  # it stops once the main is done
+
+
 def test_main_waits_for_an_http_gate(start: StartContainer, shared: Path) -> None:
     proxy = start(
         "sidecar", "--dir", shared, "--name", "proxy", "--", *FAKE_PROXY, "--ready-after", "3"
