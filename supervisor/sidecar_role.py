@@ -56,7 +56,7 @@ from supervisor.probes import Probe, probe_set, start_liveness, start_prober
 from supervisor.process import Child, GroupStop, Processes, describe_exit, forward
 from supervisor.records import OwnRecords, exiting
 from supervisor.signals import signal_name
-from supervisor.watch import RESCAN, CompletionWatcher
+from supervisor.watch import CompletionWatcher
 
 # Restart backoff: 1 s, doubling to 30 s; a run of STABLE_RUN seconds resets it.
 BACKOFF_INITIAL = 1.0
@@ -132,6 +132,7 @@ class Sidecar:
             process=config.watch_process,
             process_timeout=config.process_timeout,
             start_timeout=config.start_timeout,
+            poll_interval=config.poll_interval,
         )
         self.phase = Phase.STARTING
         self.why = ""  # what ended the wait, once it has ended
@@ -182,7 +183,6 @@ class Sidecar:
                 self.records.done(exc.exit_code, None, exc.reason)
                 return self._exit(exc.exit_code, f"COMMAND could not start: {exc}")
             self.watcher.watch_files()  # COMMAND first: it is what the pod waits for
-            self.loop.every(RESCAN, self.config.poll_interval)
             self.loop.run_until(lambda: self.phase is Phase.EXITED, self.on_event)
             return self._finish()
         finally:
@@ -440,7 +440,6 @@ class Sidecar:
         self._enter(Phase.GATES)
         gates = self.gates = Gates.of(self.procs, probes, config)
         gates.start()
-        self.loop.every(RESCAN, config.poll_interval)  # completion is watched meanwhile
         try:
             self.loop.run_until(
                 lambda: (

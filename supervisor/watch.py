@@ -55,8 +55,13 @@ class CompletionWatcher:
         process: str | None = None,
         process_timeout: float = 60.0,
         start_timeout: float = 0.0,
+        poll_interval: float | None = None,
     ) -> None:
         self.loop = loop
+        # The rescan's period; it runs only while a pending source needs it, so a
+        # sidecar whose every target holds its lock does not wake at all.
+        # None: the caller rescans (tests).
+        self.poll_interval = poll_interval
         self.mode = mode
         self.stop_on_success = stop_on_success
         self.sources: list[Source] = build(
@@ -113,6 +118,15 @@ class CompletionWatcher:
                     self._decide(source, completion, woken_by)
         if watch_files or self._fs_stop is not None:
             self.watch_files()
+        self._arrange_rescan()
+
+    def _arrange_rescan(self) -> None:
+        if self.poll_interval is None:
+            return
+        if self.satisfied or not any(source.needs_rescan() for source in self.pending()):
+            self.loop.cancel(RESCAN)
+        elif not self.loop.pending(RESCAN):
+            self.loop.every(RESCAN, self.poll_interval)
 
     def _decide(self, source: Source, completion: Completion, woken_by: str) -> None:
         """Accept a completion, or ignore a failure once under ``--stop-on success``."""
@@ -217,5 +231,7 @@ class CompletionWatcher:
 
     def close(self) -> None:
         self._stop_file_watcher()
+        if self.poll_interval is not None:
+            self.loop.cancel(RESCAN)
         for source in self.sources:
             source.close()

@@ -616,3 +616,48 @@ def test_a_started_container_is_not_subject_to_the_start_timeout(
     watcher.check()
 
     assert not watcher.satisfied
+
+
+# --- the rescan's schedule ----------------------------------------------------------
+
+
+def test_no_rescan_is_scheduled_while_every_target_holds_its_lock(
+    shared: Path,
+    loop: Loop,
+    make_watcher: MakeWatcher,
+    hold: Callable[[str], OwnLock],
+) -> None:
+    """A sidecar blocked on its mains' locks has nothing to rescan: the kernel
+    wakes it, so its loop sleeps without a timer; the rescan comes back when a
+    target is no longer waited on that way."""
+    first, second = hold("a"), hold("b")
+    watcher = make_watcher(("a", "b"), poll_interval=2.0)
+
+    watcher.check()
+    assert lock_threads("a") == lock_threads("b") == 1
+    assert not loop.pending(RESCAN)
+
+    second.release()
+    watcher.handle(next_event(loop, SourceChanged, label="b"))
+    assert not loop.pending(RESCAN)  # b ended without a record: found, nothing to rescan
+    assert [c.target for c in watcher.completions] == ["b"]
+
+    first.release()
+    (shared / "a.done").write_text("0\n")
+    watcher.handle(next_event(loop, SourceChanged, label="a"))
+    assert watcher.satisfied
+    assert not loop.pending(RESCAN)
+
+
+def test_the_rescan_runs_while_a_target_has_not_started(
+    shared: Path, loop: Loop, make_watcher: MakeWatcher, hold: Callable[[str], OwnLock]
+) -> None:
+    watcher = make_watcher(("a",), poll_interval=2.0)
+
+    watcher.check()
+    assert loop.pending(RESCAN)  # no lock yet: only a look finds it
+
+    hold("a")
+    watcher.handle(RESCAN_TICK)
+    assert lock_threads("a") == 1
+    assert not loop.pending(RESCAN)

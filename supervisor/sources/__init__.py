@@ -87,6 +87,11 @@ class Source(Protocol):
 
     def watched_file(self) -> Path | None: ...
 
+    def needs_rescan(self) -> bool:
+        """False while a thread of its own will tell (a lock wait, a process
+        watch): a rescan could find nothing, so it is not scheduled for it."""
+        ...
+
     def close(self) -> None: ...
 
 

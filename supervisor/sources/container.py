@@ -166,6 +166,9 @@ class ContainerSource:
             )
         return None if self.waiting else self.done
 
+    def needs_rescan(self) -> bool:
+        return not self.waiting  # the kernel wakes the lock thread
+
     def close(self) -> None:
         """Nothing to stop: the lock thread is a daemon blocked in the kernel."""
 

@@ -30,5 +30,8 @@ class MarkerSource:
     def watched_file(self) -> Path | None:
         return self.path
 
+    def needs_rescan(self) -> bool:
+        return True  # some volumes drop file events
+
     def close(self) -> None:
         """Nothing to stop."""

@@ -195,6 +195,9 @@ class ProcessSource:
     def watched_file(self) -> Path | None:
         return None
 
+    def needs_rescan(self) -> bool:
+        return False  # its thread posts what it finds
+
     def close(self) -> None:
         if self._stop is not None:
             self._stop.set()
