@@ -45,10 +45,11 @@ def series_text(
     named = "" if stats == ("p50", "p95") else f"{stats[0]} / {stats[1]}: "
     text = f"{named}{number(first)} / {number(second)} {unit}"
     spread = series.spread(stats[0])
-    if spread is not None:
-        text += (
-            f" ({len(series.rounds)} rounds, {stats[0]} {number(spread[0])}-{number(spread[1])})"
-        )
+    if spread is not None and compact:
+        text += f" [{number(spread[0])}-{number(spread[1])}]"
+    elif spread is not None:
+        low, high = number(spread[0]), number(spread[1])
+        text += f" ({len(series.rounds)} rounds, {stats[0]} {low}-{high})"
     for key in series.also:
         value = series.also_stat(key, stats[0])
         if value is not None:
