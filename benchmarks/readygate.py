@@ -101,7 +101,7 @@ def ready_gate(ctx: Context) -> Figure:
     subject = collect("sidecar-supervisor", s.samples, partial(_supervised, ctx, breakdowns))
     baselines: list[Series] = [
         collect(
-            f"shell loop: until [ -f {NAME}.ready ]; sleep {period:g}",
+            f"shell loop, sleep {period:g}",
             s.baseline_samples,
             partial(_shell_loop, ctx, period),
         )
@@ -115,6 +115,8 @@ def ready_gate(ctx: Context) -> Figure:
             "from just before the rename that makes NAME.ready visible (the sidecar emulated per "
             "docs/PROTOCOL.md, holding its lock) to the main's COMMAND line arriving on the pipe; "
             "steps are after .ready was written",
+            f"baselines: the main's command is `until [ -f {NAME}.ready ]; do sleep 1; done; "
+            "COMMAND` (and the same with sleep 0.5)",
             f"triggers land at a random phase of {READY_INTERVAL:g} s (--ready-interval's "
             "default) or of each loop's period",
         ],
