@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import statistics
 import time
 from functools import partial
 from typing import Any
@@ -154,15 +153,6 @@ def _workarounds_killed(ctx: Context) -> list[Series]:
         return found
 
 
-def _median_breakdown(breakdowns: list[dict[str, float]]) -> dict[str, float]:
-    keys = {key for b in breakdowns for key in b}
-    medians: dict[str, float] = {}
-    for key in keys:
-        values = [b[key] for b in breakdowns if key in b]
-        medians[key] = round(statistics.median(values), 3)
-    return dict(sorted(medians.items(), key=lambda item: item[1]))
-
-
 def main_exit(ctx: Context) -> Figure:
     s = ctx.settings
     breakdowns: list[dict[str, float]] = []
@@ -170,10 +160,7 @@ def main_exit(ctx: Context) -> Figure:
     baselines = [
         collect(w.label, s.baseline_samples, partial(_workaround_exit, ctx, w)) for w in WAITERS
     ]
-    extra: dict[str, Any] = {
-        "median_breakdown_ms": _median_breakdown(breakdowns),
-        "breakdowns_ms": breakdowns,
-    }
+    extra: dict[str, Any] = {"breakdowns_ms": breakdowns}
     return Figure(
         EXIT,
         subject,
@@ -182,7 +169,7 @@ def main_exit(ctx: Context) -> Figure:
         notes=[
             "from the moment COMMAND calls exit (its own monotonic stamp) to the moment the "
             "sidecar's child takes SIGTERM (sigwaitinfo, its own stamp); includes the kernel's "
-            "teardown of the exiting process",
+            "teardown of the exiting process; steps are after COMMAND's exit",
             f"pods in PID namespaces: {ctx.namespace}",
         ],
     )

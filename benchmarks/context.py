@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks import cleanvenv
+from benchmarks.cleanvenv import CleanVenv
 from benchmarks.harness import PY, ROOT
 from supervisor.harness import UNSHARE
 
@@ -26,24 +28,27 @@ TOOLS = ("tini", "dumb-init", "hyperfine", "pgrep", "unshare")
 @dataclass(frozen=True)
 class Settings:
     quick: bool
-    samples: int  # subject samples of each latency figure
-    baseline_samples: int  # samples of each baseline (pollers take about a second each)
-    processes: int  # signal forwarding: processes per wrapper
+    rounds: int  # rounds of each latency family, interleaved (the spread of their p50s)
+    samples: int  # subject samples of each latency figure, per round
+    baseline_samples: int  # samples of each baseline per round (pollers take about a second)
+    processes: int  # signal forwarding: processes per wrapper, per round
     signals: int  # signal forwarding: signals per process
-    startups: int  # exec -> child running: starts per wrapper
+    startups: int  # exec -> child running: starts per command, per round
     orphans: int  # orphans made per run
-    orphan_runs: int
+    orphan_runs: int  # runs per wrapper, per round
     fanin_mains: int
-    fanin_samples: int
+    fanin_samples: int  # per round
     cycles: int
-    cpu_window: float  # seconds of idle CPU measured
+    cpu_window: float  # seconds of one idle CPU sample
+    cpu_samples: int  # idle CPU samples (windows) per process
     hang_timeout: float  # seconds a waiter that cannot see a death is given
-    hyperfine_runs: int
+    hyperfine_runs: int  # per command, per round
     hyperfine_warmup: int
 
 
 QUICK = Settings(
     quick=True,
+    rounds=1,
     samples=3,
     baseline_samples=1,
     processes=1,
@@ -55,25 +60,28 @@ QUICK = Settings(
     fanin_samples=1,
     cycles=6,
     cpu_window=1.0,
+    cpu_samples=1,
     hang_timeout=1.2,
     hyperfine_runs=2,
     hyperfine_warmup=1,
 )
 FULL = Settings(
     quick=False,
-    samples=25,
-    baseline_samples=6,
-    processes=3,
+    rounds=3,
+    samples=20,
+    baseline_samples=4,
+    processes=2,
     signals=40,
-    startups=20,
+    startups=15,
     orphans=10_000,
-    orphan_runs=2,
+    orphan_runs=1,
     fanin_mains=100,
-    fanin_samples=10,
+    fanin_samples=4,
     cycles=1000,
     cpu_window=10.0,
+    cpu_samples=3,
     hang_timeout=3.0,
-    hyperfine_runs=20,
+    hyperfine_runs=10,
     hyperfine_warmup=2,
 )
 
@@ -85,6 +93,7 @@ class Context:
     namespace: bool  # PID namespaces can be made here (unshare --pid works)
     tools: dict[str, str | None]
     rng: random.Random
+    _venv: CleanVenv | str | None = None  # built on first use: the venv, or why not
 
     def trial_dir(self, name: str) -> Path:
         """A fresh, empty folder: the emptyDir of one trial."""
@@ -102,6 +111,20 @@ class Context:
         """Sleep a random part of ``interval``: a trigger must not be in step with a poller."""
         time.sleep(self.rng.uniform(0, interval))
 
+    @property
+    def venv_state(self) -> CleanVenv | str | None:
+        """The clean venv, why there is none, or None if no figure asked for it."""
+        return self._venv
+
+    def clean_venv(self) -> CleanVenv | str:
+        """The run's clean venv (built once, on first use), or why there is none."""
+        if self._venv is None:
+            try:
+                self._venv = cleanvenv.build(self.work)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                self._venv = f"no clean venv: {exc}"
+        return self._venv
+
 
 def detect_tools() -> dict[str, str | None]:
     return {tool: shutil.which(tool) for tool in TOOLS}
@@ -116,12 +139,6 @@ def namespaces_work() -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return result.returncode == 0
-
-
-def clean_interpreter_env() -> dict[str, str]:
-    """``python -S`` with site-packages on PYTHONPATH: no .pth start-up hooks run."""
-    paths = dict.fromkeys([str(ROOT), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
-    return {"PYTHONPATH": os.pathsep.join(paths)}
 
 
 def _first_line(argv: list[str]) -> str | None:
@@ -175,6 +192,7 @@ def machine(ctx: Context) -> dict[str, Any]:
     import supervisor  # noqa: PLC0415 - only for its version
 
     site = Path(sysconfig.get_path("purelib"))
+    venv = ctx.venv_state
     tools = {
         "tini": ctx.tools["tini"] and _first_line([ctx.tools["tini"], "--version"]),
         "dumb-init": ctx.tools["dumb-init"] and _first_line([ctx.tools["dumb-init"], "--version"]),
@@ -198,4 +216,5 @@ def machine(ctx: Context) -> dict[str, Any]:
         },
         "git": _git(),
         "settings": asdict(ctx.settings),
+        "clean_venv": venv.describe() if isinstance(venv, CleanVenv) else venv,
     }

@@ -120,7 +120,8 @@ def restart_cycles(ctx: Context) -> Figure:
         value_text=(
             f"{total} cycles: fds {first['fds']:.0f} -> {last['fds']:.0f}, threads "
             f"{first['threads']:.0f} -> {last['threads']:.0f}, RSS {first['rss_mb']:.2f} -> "
-            f"{last['rss_mb']:.2f} MB ({grew_kib * 1024 / span:+.0f} B/cycle); "
+            f"{last['rss_mb']:.2f} MB: {grew_kib:+.0f} KiB in all "
+            f"({grew_kib * 1024 / span:+.0f} B/cycle); "
             f"{slow} new attempts seen only by the rescan; exit {code}"
         ),
         notes=[
@@ -130,5 +131,10 @@ def restart_cycles(ctx: Context) -> Figure:
             f"samples: how long the sidecar took to block on each new attempt's lock; over "
             f"{SLOW_MS:g} ms means its file events were lost and the rescan found it",
         ],
-        extra={"checkpoints": readings, "sidecar_exit_code": code, "seconds": elapsed},
+        extra={
+            "checkpoints": readings,
+            "sidecar_exit_code": code,
+            "seconds": elapsed,
+            "rss_growth_kib": round(grew_kib, 1),
+        },
     )

@@ -65,12 +65,14 @@ class Proc(Process):
         log: Path | None = None,
         namespace: bool = False,
         env: dict[str, str] | None = None,
+        unset: Sequence[str] = (),
     ) -> None:
         self.namespaced = namespace
         self._unread: list[list[str]] = []
+        environ = {k: v for k, v in os.environ.items() if k not in unset}
         super().__init__(
             [*(UNSHARE if namespace else ()), *argv],
-            env={**os.environ, **ENV, **(env or {})},
+            env={**environ, **ENV, **(env or {})},
             cwd=ROOT,
             log=log,
             stdin=True,
@@ -151,9 +153,11 @@ class Pod:
         name: str = "proc",
         namespace: bool = False,
         env: dict[str, str] | None = None,
+        unset: Sequence[str] = (),
     ) -> Proc:
+        """Start ``argv`` in its own session; ``unset``: variables it must not inherit."""
         log = self.dir / f"{name}-{len(self.procs)}.log"
-        proc = Proc(argv, log=log, namespace=namespace, env=env)
+        proc = Proc(argv, log=log, namespace=namespace, env=env, unset=unset)
         self.procs.append(proc)
         return proc
 

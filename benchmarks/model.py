@@ -2,7 +2,10 @@
 
 Every figure is measured in one run together with its baselines; the report
 shows the subject's p50/p95, the budget, pass/fail and the ratio of the
-subject's p50 to each baseline's p50. Nothing here measures anything.
+subject's p50 to each baseline's p50. A latency figure is measured in rounds
+(``merge_rounds`` joins them): its stats are over every sample, and the
+spread of the rounds' p50s says how far one round can be trusted. Nothing
+here measures anything.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ class Series:
     timeout_s: float | None = None
     unavailable: str | None = None  # why it could not be measured (a missing tool)
     note: str = ""
+    rounds: list[int] = field(default_factory=list)  # samples per round, in order (merged)
+    # secondary values, one per sample, named with their unit ("wakeups/10 s", "wall s")
+    also: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def available(self) -> bool:
@@ -53,12 +59,42 @@ class Series:
             return sum(self.samples) / len(self.samples)
         return percentile(self.samples, float(name.lstrip("p")))
 
-    def summary(self) -> dict[str, float | int | None]:
-        return {
+    def round_samples(self) -> list[list[float]]:
+        """The samples of each round (one round when the series was not merged)."""
+        if not self.rounds:
+            return [self.samples] if self.samples else []
+        found, at = [], 0
+        for size in self.rounds:
+            found.append(self.samples[at : at + size])
+            at += size
+        return found
+
+    def round_stats(self, name: str) -> list[float]:
+        """``name`` of each round that has samples (p50 per round: the spread)."""
+        return [Series(self.label, part).stat(name) or 0.0 for part in self.round_samples() if part]
+
+    def spread(self, name: str = "p50") -> tuple[float, float] | None:
+        """Lowest and highest ``name`` of the rounds; None with fewer than two rounds."""
+        values = self.round_stats(name)
+        return (min(values), max(values)) if len(values) >= 2 else None
+
+    def also_stat(self, key: str, name: str) -> float | None:
+        values = self.also.get(key) or []
+        return Series(key, values).stat(name) if values else None
+
+    def summary(self) -> dict[str, Any]:
+        found: dict[str, Any] = {
             "n": len(self.samples),
             "timeouts": self.timeouts,
             **{name: self.stat(name) for name in ("p50", "p95", "min", "max", "mean")},
         }
+        if len(self.rounds) >= 2:
+            found["rounds"] = len(self.rounds)
+            found["round_p50s"] = self.round_stats("p50")
+            found["round_p50_spread"] = self.spread("p50")
+        for key, values in self.also.items():
+            found[key] = {name: Series(key, values).stat(name) for name in ("p50", "mean", "max")}
+        return found
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,22 +105,30 @@ class Series:
             "timeout_s": self.timeout_s,
             "summary": self.summary(),
             "samples": self.samples,
+            "rounds": self.rounds,
+            "also": self.also,
         }
 
 
 @dataclass(frozen=True)
 class Check:
-    """One budget line: ``stat`` of the subject <= ``limit``, or <= ``factor`` x a baseline's."""
+    """One budget line: ``stat`` of the subject <= ``limit``, or <= ``factor`` x a baseline's.
+
+    ``series`` names a variant to check instead of the subject (a figure whose
+    budget holds for several configurations).
+    """
 
     stat: str
     limit: float | None = None
     factor: float | None = None
     baseline: str | None = None  # label of the baseline the factor applies to
+    series: str | None = None  # label of the variant checked; None: the subject
 
     def text(self, unit: str) -> str:
+        who = f"{self.series}: " if self.series else ""
         if self.limit is not None:
-            return f"{self.stat} <= {self.limit:g} {unit}"
-        return f"{self.stat} <= {self.factor:g}x {self.baseline}"
+            return f"{who}{self.stat} <= {self.limit:g} {unit}"
+        return f"{who}{self.stat} <= {self.factor:g}x {self.baseline}"
 
 
 @dataclass(frozen=True)
@@ -122,18 +166,22 @@ class Figure:
     def baseline(self, label: str) -> Series | None:
         return next((b for b in self.baselines if b.label == label), None)
 
+    def variant(self, label: str) -> Series | None:
+        return next((v for v in self.variants if v.label == label), None)
+
     def check_results(self) -> list[tuple[str, bool | None]]:
         """Each budget line with True/False, or None where it cannot be judged."""
         results: list[tuple[str, bool | None]] = []
         for check in self.spec.checks:
-            value = self.subject.stat(check.stat)
+            checked = self.subject if check.series is None else self.variant(check.series)
+            value = None if checked is None else checked.stat(check.stat)
             limit = check.limit
             if check.factor is not None and check.baseline is not None:
                 base = self.baseline(check.baseline)
                 base_value = None if base is None else base.stat(check.stat)
                 limit = None if base_value is None else check.factor * base_value
             ok = None if value is None or limit is None else value <= limit
-            if self.subject.timeouts:
+            if checked is not None and checked.timeouts:
                 ok = False
             results.append((check.text(self.spec.unit), ok))
         results.extend((text, ok) for text, ok in self.conditions)
@@ -168,6 +216,17 @@ class Figure:
                 out[base.label] = mine / theirs
         return out
 
+    def round_ratios(self) -> dict[str, list[float]]:
+        """Subject / baseline per round (same stat as ``ratios``), where both have each round."""
+        stat = self.spec.stats[0]
+        mine = self.subject.round_stats(stat)
+        out: dict[str, list[float]] = {}
+        for base in self.baselines:
+            theirs = base.round_stats(stat)
+            if len(mine) >= 2 and len(theirs) == len(mine) and all(theirs):
+                out[base.label] = [m / t for m, t in zip(mine, theirs, strict=True)]
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {
             "key": self.spec.key,
@@ -181,8 +240,73 @@ class Figure:
             "variants": [v.to_json() for v in self.variants],
             "baselines": [b.to_json() for b in self.baselines],
             "ratios_to_baselines": self.ratios(),
+            "round_ratios_to_baselines": self.round_ratios(),
             "notes": self.notes,
             "extra": self.extra,
             "error": self.error,
             "seconds": round(self.seconds, 2),
         }
+
+
+def _merge_series(parts: list[Series]) -> Series:
+    """One series from the same series of each round: samples joined, rounds recorded."""
+    first = parts[0]
+    merged = Series(
+        first.label,
+        timeout_s=first.timeout_s,
+        unavailable=next((p.unavailable for p in parts if p.unavailable), None),
+        note=first.note,
+    )
+    for part in parts:
+        merged.samples.extend(part.samples)
+        merged.timeouts += part.timeouts
+        merged.rounds.append(len(part.samples))
+        for key, values in part.also.items():
+            merged.also.setdefault(key, []).extend(values)
+    return merged
+
+
+def _merge_list(parts: list[list[Series]]) -> list[Series]:
+    labels = list(dict.fromkeys(s.label for part in parts for s in part))
+    found = []
+    for label in labels:
+        same = [s for part in parts for s in part if s.label == label]
+        found.append(_merge_series(same))
+    return found
+
+
+def merge_rounds(rounds: list[Figure]) -> Figure:
+    """The figure of several rounds of the same measurement.
+
+    Samples are joined (stats are over all of them, each series remembers its
+    rounds), timeouts added, a condition holds only if it held in every round,
+    notes are kept once, list-valued extras are joined and any other extra is
+    kept per round. An error in any round is the figure's error.
+    """
+    if len(rounds) == 1:
+        return rounds[0]
+    first = rounds[0]
+    conditions: dict[str, bool] = {}
+    for figure in rounds:
+        for text, ok in figure.conditions:
+            conditions[text] = conditions.get(text, True) and ok
+    extra: dict[str, Any] = {}
+    for figure in rounds:
+        for key, value in figure.extra.items():
+            if isinstance(value, list) and key not in ("load_average_at_start",):
+                extra.setdefault(key, []).extend(value)
+            else:
+                extra.setdefault(f"{key}_per_round", []).append(value)
+    errors = [f"round {i}: {f.error}" for i, f in enumerate(rounds, 1) if f.error is not None]
+    return Figure(
+        first.spec,
+        _merge_series([f.subject for f in rounds]),
+        variants=_merge_list([f.variants for f in rounds]),
+        baselines=_merge_list([f.baselines for f in rounds]),
+        conditions=list(conditions.items()),
+        value_text=None,  # a figure measured in rounds shows its series' stats
+        notes=list(dict.fromkeys(n for f in rounds for n in f.notes)),
+        extra=extra,
+        error="; ".join(errors) or None,
+        seconds=sum(f.seconds for f in rounds),
+    )

@@ -60,11 +60,19 @@ def _panel(ax: Any, figure: Figure) -> None:
                 zorder=2,
             )
     for check in figure.spec.checks:
-        if check.limit is not None and check.stat in ("p50", "p95", "max"):
-            ax.axvline(check.limit, color="#d62728", linestyle="--", linewidth=1)
+        limit, what = check.limit, f"budget {check.stat}"
+        if limit is None and check.factor is not None and check.baseline is not None:
+            base = figure.baseline(check.baseline)  # a ratio: its limit in this run
+            value = None if base is None else base.stat(check.stat)
+            limit = None if value is None else check.factor * value
+            what = f"budget {check.stat}: {check.factor:g}x {textwrap.shorten(check.baseline, 22)}"
+        if check.series is not None:
+            continue  # drawn once, for the subject
+        if limit is not None and check.stat in ("p50", "p95", "max"):
+            ax.axvline(limit, color="#d62728", linestyle="--", linewidth=1)
             ax.annotate(
-                f"budget {check.stat}",
-                (check.limit, len(rows) - 0.5),
+                what,
+                (limit, len(rows) - 0.5),
                 color="#d62728",
                 fontsize=7,
                 rotation=90,
@@ -72,7 +80,7 @@ def _panel(ax: Any, figure: Figure) -> None:
                 ha="right",
             )
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([textwrap.shorten(s.label, 34) for s, _ in rows], fontsize=8)
+    ax.set_yticklabels([textwrap.shorten(s.label, 44) for s, _ in rows], fontsize=8)
     ax.set_ylim(-0.7, len(rows) - 0.3)
     low = min(values) if values else 0.1
     if top / max(low, 1e-3) > 20:

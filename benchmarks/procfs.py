@@ -70,3 +70,18 @@ def cpu_ns(pid: int, *, children: bool = False) -> int:
         fields = stat.read().rsplit(")", 1)[1].split()
     ticks = int(fields[13]) + int(fields[14])  # cutime + cstime
     return total + ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def wakeups(pid: int) -> int:
+    """Context switches of every live thread of ``pid`` (voluntary + involuntary).
+
+    Each is a time the thread stopped running and was later woken: a sleep
+    that ended, a blocking call that returned, or a preemption.
+    """
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/status") as status:
+            for line in status:
+                if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                    total += int(line.split()[1])
+    return total

@@ -2,10 +2,13 @@
 
     python -m benchmarks [--quick] [--out DIR] [--only NAME]...
 
-Runs each family of figures in turn on this machine, then writes
-``results.json``, ``results.md`` and ``latency.png`` to ``--out``
-(``benchmarks/results`` by default). Timing never fails the command; it exits
-1 only when a figure could not be measured at all (an error, not a slow value).
+Runs the families of figures on this machine and writes ``results.json``,
+``results.md``, ``summary.md`` and ``latency.png`` to ``--out``
+(``benchmarks/results`` by default). Latency families are measured in rounds,
+interleaved (round 1 of every family, then round 2, ...), so that a drift of
+the machine hits all alike; the others run once, after them. Timing never
+fails the command; it exits 1 only when a figure could not be measured at all
+(an error, not a slow value).
 """
 
 from __future__ import annotations
@@ -34,21 +37,22 @@ from benchmarks import (
     pid1,
     plot,
     processwatch,
+    readygate,
     report,
     resources,
     startup,
 )
+from benchmarks.cleanvenv import CleanVenv, clean_env
 from benchmarks.context import (
     FULL,
     QUICK,
     Context,
-    clean_interpreter_env,
     detect_tools,
     machine,
     namespaces_work,
 )
 from benchmarks.harness import ENV, PY, ROOT, SUPERVISOR, reap_all, workload
-from benchmarks.model import Figure, Series, Spec
+from benchmarks.model import Figure, Series, Spec, merge_rounds
 from supervisor.harness import become_subreaper
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
@@ -61,6 +65,7 @@ class Family:
     name: str
     specs: tuple[Spec, ...]
     measure: Callable[[Context], list[Figure]]
+    rounds: bool = True  # measured once per round; False: once per run, after the rounds
 
 
 def _one(measure: Callable[[Context], Figure]) -> Callable[[Context], list[Figure]]:
@@ -77,9 +82,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("orphan_reaping", (pid1.ORPHANS,), _one(pid1.orphan_reaping)),
     Family("exec_to_child", (startup.EXEC,), _one(startup.exec_to_child)),
     Family("whole_run", (startup.WHOLE,), _one(startup.whole_run)),
-    Family("resources", resources.SPECS, resources.resources),
+    Family("ready_gate", (readygate.SPEC,), _one(readygate.ready_gate)),
+    Family("resources", resources.SPECS, resources.resources, rounds=False),
     Family("fan_in", (fanin.SPEC,), _one(fanin.fan_in)),
-    Family("restart_cycles", (cycles.SPEC,), _one(cycles.restart_cycles)),
+    Family("restart_cycles", (cycles.SPEC,), _one(cycles.restart_cycles), rounds=False),
 )
 
 
@@ -87,7 +93,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--quick", action="store_true", help="a few samples of each (< 60 s)")
+    parser.add_argument(
+        "--quick", action="store_true", help="one round of a few samples of each (about 1 min)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="rounds of each latency family (full: 3)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results go")
     parser.add_argument(
         "--only",
@@ -111,6 +122,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = set(args.only) - {f.name for f in FAMILIES}
     if unknown:
         parser.error(f"--only: unknown {', '.join(sorted(unknown))}")
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds: at least 1")
     return args
 
 
@@ -137,11 +150,17 @@ def warm_up(ctx: Context) -> None:
         [*SUPERVISOR, "main", "--dir", str(shared), "--name", "warm", "--", "true"],
         [*SUPERVISOR, "sidecar", "--dir", str(shared), "--", "true"],
         [PY, "-c", "import watchfiles, psutil, structlog"],
-        [PY, "-S", "-m", "supervisor", "--version"],
         workload("main_exit"),  # ends at once: its stdin is empty
     ]
-    env = {**os.environ, **ENV, **clean_interpreter_env()}
-    for argv in commands:
+    runs = [(argv, {**os.environ, **ENV}) for argv in commands]
+    venv = ctx.venv_state
+    if isinstance(venv, CleanVenv):  # started without the run's bytecode prefix, as measured
+        clean = {**clean_env(), **ENV}
+        runs += [
+            ([str(venv.script), "--version"], clean),
+            ([str(venv.python), "-c", "pass"], clean),
+        ]
+    for argv, env in runs:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             subprocess.run(
                 argv,
@@ -176,6 +195,40 @@ def _measure(family: Family, ctx: Context) -> list[Figure]:
     return figures
 
 
+def _merged(family: Family, rounds: list[list[Figure]]) -> list[Figure]:
+    """One figure per spec from the figures of each round."""
+    merged = []
+    for at, _spec in enumerate(family.specs):
+        parts = [figures[at] for figures in rounds]
+        figure = merge_rounds(parts)
+        loads = [part.extra.get("load_average_at_start") for part in parts]
+        figure.extra["load_average_at_start"] = loads[0]
+        figure.extra["load_average_per_round"] = loads
+        figure.extra.pop("load_average_at_start_per_round", None)
+        figure.extra["rounds"] = len(parts)
+        merged.append(figure)
+    return merged
+
+
+def _run_families(ctx: Context, chosen: list[Family], rounds: int) -> list[Figure]:
+    """Every round of the latency families in turn, then the families measured once."""
+    found: dict[str, list[list[Figure]]] = {f.name: [] for f in chosen}
+    for number in range(1, rounds + 1):
+        for family in (f for f in chosen if f.rounds):
+            print(f"{family.name} (round {number} of {rounds}) ...", file=sys.stderr, flush=True)
+            figures = _measure(family, ctx)
+            for figure in figures:
+                _progress(figure)
+            found[family.name].append(figures)
+    for family in (f for f in chosen if not f.rounds):
+        print(f"{family.name} ...", file=sys.stderr, flush=True)
+        figures = _measure(family, ctx)
+        for figure in figures:
+            _progress(figure)
+        found[family.name].append(figures)
+    return [figure for family in chosen for figure in _merged(family, found[family.name])]
+
+
 def _progress(figure: Figure) -> None:
     subject = figure.subject
     value = figure.value_text or report.series_text(subject, figure.spec.unit, figure.spec.stats)
@@ -205,19 +258,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             tools={k: None if k in args.without else v for k, v in detect_tools().items()},
             rng=random.Random(args.seed),  # noqa: S311 - trigger phases, not secrets
         )
+        rounds = args.rounds or settings.rounds
         try:
+            if any(f.name in ("exec_to_child", "whole_run") for f in chosen):
+                print("making the clean venv ...", file=sys.stderr, flush=True)
+                ctx.clean_venv()  # before any measurement, not inside the first round's
             warm_up(ctx)
-            for family in chosen:
-                print(f"{family.name} ...", file=sys.stderr, flush=True)
-                for figure in _measure(family, ctx):
-                    _progress(figure)
-                    figures.append(figure)
+            figures = _run_families(ctx, chosen, rounds)
         finally:
             leftovers = reap_all()
         results: dict[str, Any] = {
             "schema": 1,
             "command": shlex.join(["python", "-m", "benchmarks", *given]),
             "mode": "quick" if args.quick else "full",
+            "rounds": rounds,
             "started_at": started_at,
             "seconds": round(time.monotonic() - started, 1),
             "machine": machine(ctx),
@@ -230,5 +284,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["plot"] = None if why_not else "latency.png"
     results["plot_unavailable"] = why_not
     report.write(args.out, results, figures)
-    print(f"wrote {args.out}/results.json, results.md", file=sys.stderr)
+    print(f"wrote {args.out}/results.json, results.md, summary.md", file=sys.stderr)
     return 1 if any(f.error for f in figures) else 0
