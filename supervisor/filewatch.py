@@ -11,9 +11,9 @@ from pathlib import Path
 # watchfiles cannot wake a thread: its watches queue the kernel's events, and a
 # thread must come and look. The watcher looks every WATCH_PERIOD seconds, each
 # look one wake-up and a PEEK_MS sleep: a touched marker is seen after half a
-# period on average, for about 7 wake-ups a second, and only until every
+# period on average, for about 6 looks a second, and only until every
 # awaited container holds its lock.
-WATCH_PERIOD = 0.15
+WATCH_PERIOD = 0.17
 PEEK_MS = 1
 WATCH_DEBOUNCE_MS = 200  # a burst of events still growing is reported in one
 # The --wait-ready gates look this often while they wait for a peer's ``.ready``:
