@@ -38,6 +38,7 @@ from benchmarks.harness import ENV, PY, SUPERVISOR, WORKLOADS, Pod, ms
 from benchmarks.model import Check, Figure, Series, Spec
 
 BARE = "bare Python spawn wrapper (clean venv)"
+STDLIB = "bare wrapper + the stdlib a supervisor needs (clean venv)"
 MAIN = "sidecar-supervisor main (clean venv)"
 SIDECAR = "sidecar-supervisor sidecar (clean venv)"
 FLOOR_CLEAN = "python -c (interpreter floor, clean venv)"
@@ -111,6 +112,7 @@ def _clean_trials(ctx: Context, venv: CleanVenv) -> dict[str, Callable[[], float
         MAIN: partial(_start, ctx, main, UNSET),
         SIDECAR: partial(_start, ctx, sidecar, UNSET),
         BARE: partial(_start, ctx, bare_wrapper(venv.python, RUNNING), UNSET),
+        STDLIB: partial(_start, ctx, bare_wrapper(venv.python, ["--stdlib", *RUNNING]), UNSET),
         FLOOR_CLEAN: partial(_start, ctx, [str(venv.python), "-c", FLOOR], UNSET),
     }
 
@@ -147,9 +149,9 @@ def exec_to_child(ctx: Context) -> Figure:
             trials[wrapper.label] = partial(_start, ctx, _wrapped(ctx, wrapper))
     found = _interleaved(ctx.settings.startups, trials)
     if isinstance(venv, str):
-        for label in (MAIN, SIDECAR, BARE, FLOOR_CLEAN):
+        for label in (MAIN, SIDECAR, BARE, STDLIB, FLOOR_CLEAN):
             found[label] = Series(label, unavailable=venv)
-    order = [BARE, FLOOR_CLEAN, TINI.label, DUMB_INIT.label, SH, FLOOR_HERE]
+    order = [BARE, STDLIB, FLOOR_CLEAN, TINI.label, DUMB_INIT.label, SH, FLOOR_HERE]
     baselines = [found[label] for label in order if label in found] + missing
     figure = Figure(
         EXEC,
@@ -159,6 +161,8 @@ def exec_to_child(ctx: Context) -> Figure:
         notes=[
             "from just before fork+exec of the wrapper to the child's first line on the pipe",
             *_venv_notes(venv),
+            f"'{STDLIB}' imports fcntl, json, pathlib, queue, re, select, signal, threading and "
+            "typing before its spawn: the floor of any supervisor written in Python",
             f"budget as ratios in this run: p50 <= 2.0x the bare Python spawn wrapper for the "
             f"main and the sidecar role (stretch {STRETCH:g}x); this machine's python "
             f"({PY}) is shown as variants, its floor as a baseline",
