@@ -258,24 +258,33 @@ class Processes:
 
     def reap(self) -> list[Event]:
         """Collect every exited child, ours or adopted, without blocking."""
-        exited: list[Event] = []
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if os.WIFSTOPPED(status):
-                self._stopped(pid, os.WSTOPSIG(status))
-                continue
-            with self._lock:
-                child = self.children.pop(pid, None)
-            if child is not None:  # else an adopted orphan: reaping it was the point
+        # The hot path of PID 1 (an orphan per pass and more): no per-process
+        # logging, allocation or lock beyond the pass's own.
+        ended: list[Child] = []
+        stopped: list[tuple[int, int]] = []
+        children, waitpid, flags = self.children, os.waitpid, os.WNOHANG | os.WUNTRACED
+        with self._lock:
+            while True:
+                try:
+                    pid, status = waitpid(-1, flags)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                child = children.get(pid)
+                if child is None:
+                    continue  # an adopted orphan: reaping it was the point
+                if os.WIFSTOPPED(status):
+                    stopped.append((pid, os.WSTOPSIG(status)))
+                    continue
+                del children[pid]
                 child.status = status
-                child.exited.set()
-                exited.append(ChildExited(child))
-        return exited
+                ended.append(child)
+        for pid, signum in stopped:
+            self._stopped(pid, signum)
+        for child in ended:
+            child.exited.set()
+        return [ChildExited(child) for child in ended]
 
     def _stopped(self, pid: int, signum: int) -> None:
         """One of our children stopped: say so; give back a terminal it lacked."""
