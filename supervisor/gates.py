@@ -143,12 +143,12 @@ class Gates:
         if self.closed:
             return False
         match event:
-            case ProbeReady(label) if label == LABEL:
+            case ProbeReady(label=label) if label == LABEL:
                 log.info("gates_ready")
                 self._over("open")
-            case TimerFired(name) if name == TIMER:
+            case TimerFired(name=name) if name == TIMER:
                 self._timed_out()
-            case ThreadFailed(name, error) if name == f"probe-{LABEL}":
+            case ThreadFailed(name=name, error=error) if name == f"probe-{LABEL}":
                 log.error("thread_failed", thread=name, error=error)
                 self._timed_out()  # the gates cannot open any more
             case _:

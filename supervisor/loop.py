@@ -1,32 +1,39 @@
-"""The one event loop: a queue, a wake-up pipe and timers on an absolute schedule.
+"""The one event loop: a queue, signals taken with ``sigtimedwait``, and timers on
+an absolute schedule.
 
-Signal handlers and helper threads put typed events (``supervisor.events``) on
-the queue and write a byte to the pipe; ``Loop.run_until`` takes them in the
-main thread and hands them to the role. Timers are part of the loop, not of a
-quiet period: before every wait the loop fires each timer that is due, so a
-periodic rescan keeps its pace however many other events arrive.
+The main thread blocks every caught signal (``signals.captured``) and sleeps in
+``sigtimedwait`` on them: a signal wakes it as a return value, with no handler
+to run. Helper threads put typed events (``supervisor.events``) on the queue
+and ring the loop with a SIGCHLD aimed at the main thread (``pthread_kill``);
+SIGCHLD already means "look": the loop reaps, then takes what is queued. A
+signal or an event that comes just before the loop goes to sleep is pending, so
+``sigtimedwait`` returns at once: no wake-up is lost. ``Loop.run_until`` hands
+every event to the role. Timers are part of the loop, not of a quiet period:
+before every wait the loop fires each timer that is due, so a periodic rescan
+keeps its pace however many other events arrive.
 
 SIGCHLD is the loop's own business: it calls the reaper it was given and
-dispatches what the reaper returns (``ChildExited``) instead.
+dispatches what the reaper returns (``ChildExited``) instead. A burst of exits
+is one wake-up and one reaping pass.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
-import select
 import signal
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from supervisor.events import Event, Signal, TimerFired
 from supervisor.signals import captured
 
 Handler = Callable[[Event], None]
-# select() takes a timeout in a C long of microseconds at most; longer waits
-# are cut into pieces (the loop then just looks at its timers again).
+# The longest single wait; longer ones are cut into pieces (the loop then just
+# looks at its timers again).
 MAX_WAIT = 86_400.0
+_SIGCHLD = signal.SIGCHLD
 
 
 class Loop:
@@ -34,20 +41,22 @@ class Loop:
 
     def __init__(self) -> None:
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
-        # A byte here wakes the loop: from post() (helper threads) and from the
-        # kernel-level signal handler (signal.set_wakeup_fd, see signals.captured).
-        self._wake_r, self.wakeup_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._timers: dict[str, float] = {}  # name -> when (time.monotonic())
         self._periods: dict[str, float] = {}  # name -> interval, for periodic timers
         self.reaper: Callable[[], list[Event]] = list
+        # The thread that runs the loop (signals only ever reach the main one),
+        # and the signals it takes (signal_loop sets them; SIGCHLD at least).
+        main = threading.main_thread().ident
+        assert main is not None, "the main thread has started"
+        self._thread = main
+        self.signals: Iterable[int] = (_SIGCHLD,)
 
     # --- posting -------------------------------------------------------------
 
     def post(self, event: Event) -> None:
         """Queue an event from any thread and wake the loop."""
         self.events.put(event)
-        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
-            os.write(self.wakeup_fd, b"\0")
+        signal.pthread_kill(self._thread, _SIGCHLD)
 
     # --- timers --------------------------------------------------------------
 
@@ -84,64 +93,53 @@ class Loop:
 
     # --- waiting -------------------------------------------------------------
 
-    def _next(self, timeout: float | None) -> Event | None:
-        """The next event, or None after ``timeout`` or a wake-up with nothing queued.
-
-        Being a Python call, it lets pending signal handlers run first; a signal
-        that lands between the queue check and ``select`` has written its byte to
-        the pipe, so ``select`` returns at once and the next call finds it.
-        """
-        try:
-            return self.events.get_nowait()
-        except queue.Empty:
-            pass
-        select.select([self._wake_r], [], [], timeout)
-        with contextlib.suppress(OSError):
-            while os.read(self._wake_r, 512):
-                pass
-        try:
-            return self.events.get_nowait()
-        except queue.Empty:
-            return None
-
     def run_until(
         self, done: Callable[[], bool], handle: Handler, deadline: float | None = None
     ) -> bool:
         """Dispatch events and due timers until ``done()``; False if ``deadline`` passed first."""
+        events, timers = self.events, self._timers
         while not done():
             now = time.monotonic()
-            due = self._due(now)
-            for name in due:
-                handle(TimerFired(name))
-            if due:
-                continue  # a timer may have ended the wait
+            if timers:
+                due = self._due(now)
+                for name in due:
+                    handle(TimerFired(name))
+                if due:
+                    continue  # a timer may have ended the wait
             if deadline is not None and now >= deadline:
                 return False
-            wake = [*self._timers.values(), *([] if deadline is None else [deadline])]
-            timeout = min(MAX_WAIT, max(0.0, min(wake) - now)) if wake else MAX_WAIT
-            event = self._next(timeout)
-            if event is None:
-                continue
-            if isinstance(event, Signal) and event.signum == signal.SIGCHLD:
-                for exited in self.reaper():
-                    handle(exited)
+            if events.empty():
+                wake = min(timers.values(), default=now + MAX_WAIT)
+                if deadline is not None:
+                    wake = min(wake, deadline)
+                timeout = min(MAX_WAIT, max(0.0, wake - now))
             else:
-                handle(event)
+                timeout = 0.0  # a pending signal first, then what is queued
+            info = signal.sigtimedwait(self.signals, timeout)
+            if info is not None:
+                self._signal(info.si_signo, handle)
+            elif not events.empty():
+                event = events.get_nowait()
+                if isinstance(event, Signal):
+                    self._signal(event.signum, handle)
+                else:
+                    handle(event)
         return True
 
+    def _signal(self, signum: int, handle: Handler) -> None:
+        if signum == _SIGCHLD:  # a child, or a helper thread ringing: reap
+            for exited in self.reaper():
+                handle(exited)
+        elif signal.getsignal(signum) is not signal.SIG_IGN:  # SIGTTIN/SIGTTOU on a terminal
+            handle(Signal(signum))
+
     def close(self) -> None:
-        for fd in (self._wake_r, self.wakeup_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        """Nothing to release: the loop holds no file descriptor."""
 
 
 @contextlib.contextmanager
 def signal_loop(*, restore: bool = True) -> Iterator[Loop]:
     """A Loop that every caught signal reaches; see ``signals.captured`` for ``restore``."""
     loop = Loop()
-    try:
-        with captured(loop.post, loop.wakeup_fd, restore=restore):
-            yield loop
-    finally:
-        if restore:  # otherwise the handlers still write to its wake-up pipe
-            loop.close()
+    with captured(loop.post, restore=restore) as loop.signals:
+        yield loop

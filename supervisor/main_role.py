@@ -128,12 +128,12 @@ class Main:
                 self._gates_over(self.gates.outcome)
             return
         match event:
-            case Signal(signum):
+            case Signal(signum=signum):
                 self._on_signal(signum)
-            case ChildExited(child):
+            case ChildExited(child=child):
                 if child is self.child and self.phase is Phase.RUNNING:
                     self._child_exited(child)
-            case TimerFired("calls"):
+            case TimerFired(name="calls"):
                 if self.calls_pending:
                     log.warning("http_call_abandoned", thread="quit", timeout=HTTP_TIMEOUT)
                     self.calls_pending = False
@@ -142,12 +142,12 @@ class Main:
                 pass
             case ProbeReady() | LivenessFailed():
                 pass
-            case CallsDone("quit"):
+            case CallsDone(label="quit"):
                 self.calls_pending = False
                 self._end_if_over()
             case CallsDone():
                 pass
-            case ThreadFailed(name, error):
+            case ThreadFailed(name=name, error=error):
                 log.error("thread_failed", thread=name, error=error)
             case SourceChanged():
                 pass

@@ -19,10 +19,13 @@ from supervisor.events import LivenessFailed, ProbeReady
 from supervisor.signals import start_thread
 
 if TYPE_CHECKING:
+    import socket
+    from collections.abc import Iterator
+
     from supervisor.loop import Loop
     from supervisor.process import Processes
 
-MAX_BODY = 64 * 1024
+MAX_LINE = 64 * 1024  # of the status line, as http.client allows
 
 
 class Probe(NamedTuple):
@@ -51,28 +54,121 @@ def probe_set(
 
 
 def http_request(method: str, url: str, timeout: float) -> int:
-    """Send one request; return the status code. Raises OSError on failure."""
-    import http.client  # noqa: PLC0415 - only runs with probes or quit calls load it
-    from urllib.parse import urlsplit  # noqa: PLC0415
+    """Send one request; return the status code. Raises OSError on failure.
+
+    HTTP/1.1 over a plain socket (TLS for https://, the certificate checked):
+    ``Host``, ``User-Agent``, ``Connection: close``, ``Content-Length: 0`` for a
+    POST; only the answer's status line is read (a ``100 Continue`` is passed
+    over). A redirect is not followed: its 3xx is the answer. ``timeout`` bounds
+    the whole call. No ``http.client`` (it loads the email package): this
+    runs in every probe and quit call, and its memory stays for the process's
+    life.
+    """
+    from urllib.parse import urlsplit  # noqa: PLC0415 - only probes and quit calls need it
 
     parts = urlsplit(url)
-    connection: http.client.HTTPConnection
-    if parts.scheme == "https":
-        connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout)
-    else:
-        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
+    host = parts.hostname or ""
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if any(c <= " " or c == "\x7f" for c in host + target):
+        raise OSError(f"URL can't contain control characters or spaces: {url!r}")
+    name = f"[{host}]" if ":" in host else host
+    authority = name if port == (443 if https else 80) else f"{name}:{port}"
     try:
-        connection.request(method, path, headers={"User-Agent": "sidecar-supervisor"})
-        response = connection.getresponse()
-        response.read(MAX_BODY)
-    except http.client.HTTPException as exc:
-        raise OSError(f"bad HTTP answer: {exc!r}") from exc
+        request = b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (
+            method.encode("ascii"),
+            target.encode("ascii"),
+            authority.encode("ascii" if authority.isascii() else "idna"),
+        )
+    except UnicodeError as exc:
+        raise OSError(f"URL can't contain characters that are not ASCII: {url!r}") from exc
+    request += b"User-Agent: sidecar-supervisor\r\nAccept-Encoding: identity\r\n"
+    if method == "POST":
+        request += b"Content-Length: 0\r\n"
+    request += b"Connection: close\r\n\r\n"
+    deadline = time.monotonic() + timeout
+    sock = connect(host, port, timeout)
+    try:
+        if https:
+            sock = _tls(sock, host, deadline)
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        sock.sendall(request)
+        return _status(sock, deadline)
     finally:
-        connection.close()
-    return response.status
+        sock.close()
+
+
+def connect(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to the first address of ``host`` that answers, each
+    given ``timeout`` (``socket.create_connection``, with an ASCII name passed
+    as bytes: as text it goes through the idna codec, which loads
+    ``unicodedata`` for the rest of the process's life)."""
+    import socket  # noqa: PLC0415 - only probes and calls need it
+
+    name = host.encode("ascii") if host.isascii() else host
+    error: OSError = OSError(f"no address for {host!r}")
+    for family, kind, proto, _, address in socket.getaddrinfo(name, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        return sock
+    raise error
+
+
+def _tls(sock: socket.socket, host: str, deadline: float) -> socket.socket:
+    import ssl  # noqa: PLC0415 - https:// only
+
+    context = ssl.create_default_context()
+    context.set_alpn_protocols(["http/1.1"])
+    sock.settimeout(max(0.001, deadline - time.monotonic()))
+    return context.wrap_socket(sock, server_hostname=host)
+
+
+def _status(sock: socket.socket, deadline: float) -> int:
+    """The status of the answer on ``sock``; OSError for anything but an HTTP answer."""
+    lines = _lines(sock, deadline)
+    for line in lines:
+        fields = line.split(None, 2)
+        if (
+            len(fields) < 2
+            or not fields[0].startswith(b"HTTP/")
+            or not fields[1].isdigit()
+            or not 100 <= int(fields[1]) <= 999
+        ):
+            raise OSError(f"bad HTTP answer: {line.strip()[:80].decode('latin-1')!r}")
+        status = int(fields[1])
+        if status != 100:
+            return status
+        for header in lines:  # 100 Continue: its headers, then the answer
+            if not header.strip():
+                break
+    raise OSError("bad HTTP answer: the connection closed without one")
+
+
+def _lines(sock: socket.socket, deadline: float) -> Iterator[bytes]:
+    """The lines ``sock`` receives before ``deadline`` (TimeoutError after it)."""
+    buffer = b""
+    while True:
+        line, found, rest = buffer.partition(b"\n")
+        if found:
+            buffer = rest
+            yield line
+            continue
+        if len(buffer) > MAX_LINE:
+            raise OSError("bad HTTP answer: a line over 64 KiB")
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        data = sock.recv(4096)
+        if not data:
+            if buffer:
+                yield buffer
+            return
+        buffer += data
 
 
 def split_host_port(text: str) -> tuple[str, int]:
@@ -95,9 +191,7 @@ def check(probe: Probe, timeout: float, procs: "Processes | None" = None) -> tup
             return 200 <= status < 300, f"HTTP {status}"
         if probe.kind == "tcp":
             host, port = split_host_port(probe.target)
-            import socket  # noqa: PLC0415 - only TCP probes need it
-
-            with socket.create_connection((host, port), timeout=timeout):
+            with connect(host, port, timeout):
                 return True, "connected"
         if probe.kind == "ready":
             from supervisor.markers import ready_state  # noqa: PLC0415

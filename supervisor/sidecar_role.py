@@ -229,20 +229,20 @@ class Sidecar:
         if self.gates is not None and self.gates.handle(event):
             return  # _at_gates looks at the outcome
         match event:
-            case Signal(signum):
+            case Signal(signum=signum):
                 self._on_signal(signum)
-            case ChildExited(child):
+            case ChildExited(child=child):
                 if child is self.child:
                     self._on_child_exited(child)
-            case TimerFired(name):
+            case TimerFired(name=name):
                 self._on_timer(name)
-            case ProbeReady(_label, generation):
+            case ProbeReady(generation=generation):
                 if self.phase in _CHILD_UP and generation == self.generation:
                     self._ready()
-            case LivenessFailed(generation, probe, last, failures):
+            case LivenessFailed(generation=generation, probe=probe, last=last, failures=failures):
                 if self.phase in _CHILD_UP and generation == self.generation:
                     self._liveness_failed(probe, last, failures)
-            case ThreadFailed(name, error):
+            case ThreadFailed(name=name, error=error):
                 log.error("thread_failed", thread=name, error=error, consequence=_consequence(name))
             case CallsDone() | SourceChanged():
                 pass  # late news for a stop or a source that is over

@@ -1,20 +1,28 @@
 """Signals in, signals out: every catchable signal becomes an event on the loop.
 
-The handlers do nothing but post ``Signal(signum)``; the role decides what each
-means (forward it, start a stop, reap). Handlers are installed before the child
-exists, so a signal that arrives early waits in the queue, and they are restored
-on exit, so the roles can run inside a test process.
+The main thread blocks every caught signal and the loop takes them with
+``sigtimedwait`` (``loop.py``): a signal is a return value there, not an
+interruption, so a burst of SIGCHLD costs one wake-up and no handler frames.
+The role decides what each means (forward it, start a stop, reap). Signals are
+blocked before the child exists, so a signal that arrives early waits, pending
+in the kernel, and the mask and dispositions are restored on exit, so the roles
+can run inside a test process.
 
-The fault signals (SEGV, BUS, FPE, ILL, TRAP, SYS) get no Python handler: one
-that the supervisor's own code raised must kill it, as it would any program.
-They are blocked instead and a helper thread takes them with ``sigwaitinfo``:
-the kernel never lets a blocked fault through (it kills the process), while the
-same signal sent by another process (``kill -SEGV``) waits for that thread and
-is forwarded like any other, as tini does.
+Every caught signal also gets a Python handler that posts ``Signal(signum)``:
+only a thread that does not block it (none of ours) would ever run it, and it
+keeps every disposition off SIG_IGN (an ignored SIGCHLD would make the kernel
+reap our children itself) and off a default that terminates.
+
+The fault signals (SEGV, BUS, FPE, ILL, TRAP, SYS) are never taken by the loop:
+one that the supervisor's own code raised must kill it, as it would any
+program. A helper thread takes them with ``sigwaitinfo``: the kernel never
+lets a blocked fault through (it kills the process), while the same signal sent
+by another process (``kill -SEGV``) waits for that thread and is forwarded like
+any other, as tini does.
 
 Helper threads are started with every caught signal blocked, so the kernel
-delivers process-directed signals to the main thread, which runs the Python
-handlers. A helper that raises is reported to the loop as ``ThreadFailed``.
+leaves process-directed signals to the main thread. A helper that raises is
+reported to the loop as ``ThreadFailed``.
 """
 
 from __future__ import annotations
@@ -60,27 +68,22 @@ def signal_name(signum: int) -> str:
 
 
 @contextlib.contextmanager
-def captured(
-    post: Callable[[Event], None], wakeup_fd: int, *, restore: bool = True
-) -> Iterator[None]:
-    """Post ``Signal(signum)`` for every caught signal.
+def captured(post: Callable[[Event], None], *, restore: bool = True) -> Iterator[frozenset[int]]:
+    """Block every caught signal in this thread (the main one) and yield the set
+    its loop waits for with ``sigtimedwait``; fault signals go to their own thread.
 
-    The kernel-level handler also writes a byte to ``wakeup_fd``, so a loop
-    blocked in ``select`` on it wakes up even when the signal arrived just
-    before it went to sleep.
-
-    ``restore=False`` leaves the handlers in place: for a process that exits
-    right after, where a signal's default action (a flood, a second SIGTERM)
-    would otherwise replace the exit status the supervisor chose.
+    ``restore=False`` leaves them blocked: for a process that exits right after,
+    where a signal's default action (a flood, a second SIGTERM) would otherwise
+    replace the exit status the supervisor chose.
     """
 
     def handler(signum: int, _frame: object) -> None:
-        # NO logging, waiting or killing here: just queue the signal.
+        # Only a thread that does not block it runs this. NO logging, waiting or
+        # killing here: just queue the signal.
         post(Signal(signum))
 
     previous: dict[int, Any] = {}
-    old_wakeup = signal.set_wakeup_fd(wakeup_fd, warn_on_full_buffer=False)
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FAULTS)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, CAUGHT)
     faults = _FaultWaiter(post)
     try:
         for signum in sorted(HANDLED):
@@ -88,13 +91,16 @@ def captured(
                 previous[signum] = signal.signal(signum, handler)
             except (OSError, ValueError):
                 continue
-        yield
+        yield HANDLED
     finally:
         if restore:
             faults.stop()
+            # What is still pending was never taken: drop it rather than let
+            # the old dispositions act on it once unblocked.
+            while signal.sigtimedwait(HANDLED, 0) is not None:
+                pass
             for signum, old in previous.items():
                 signal.signal(signum, old)
-            signal.set_wakeup_fd(old_wakeup)
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 

@@ -168,11 +168,11 @@ class CompletionWatcher:
     def handle(self, event: Event) -> bool:
         """Take a watcher's event off the loop; False if the event is not ours."""
         match event:
-            case SourceChanged(label):
+            case SourceChanged(label=label):
                 self.check(woken_by="files" if label is None else "source", label=label)
-            case TimerFired(name) if name == RESCAN:
+            case TimerFired(name=name) if name == RESCAN:
                 self.check(woken_by="rescan")
-            case ThreadFailed(name, error) if name == FILE_WATCHER:
+            case ThreadFailed(name=name, error=error) if name == FILE_WATCHER:
                 self._watcher_failed(error)
             case _:
                 return False

@@ -27,6 +27,7 @@ from supervisor.markers import (
     read_marker,
     wait_lock_released,
 )
+from supervisor.process import one_malloc_arena
 from supervisor.signals import start_thread
 from supervisor.sources import Completion, from_record
 
@@ -140,6 +141,7 @@ class ContainerSource:
         loop = self.loop
         if loop is None or self.wait_failed is not None:
             return  # no thread: the rescan looks at the lock
+        one_malloc_arena()  # a thread per attempt of that container, for as long as we live
         self.waiting = True
 
         def wait() -> None:

@@ -1,0 +1,109 @@
+"""The loop in-process: signals taken with sigtimedwait, helper threads ringing it.
+
+Each test runs ``signal_loop`` in the test process's main thread, with a
+``deadline`` as its safety net, and a reaper of its own (never ``waitpid(-1)``,
+which would take other tests' children).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+from supervisor.events import Event, Signal, SourceChanged, TimerFired
+from supervisor.loop import signal_loop
+from supervisor.signals import HANDLED
+
+SAFETY = 30.0  # a safety net for a loaded machine, never a measurement
+
+
+def test_a_post_from_a_helper_thread_wakes_a_loop_with_nothing_to_wait_for() -> None:
+    seen: list[Event] = []
+    with signal_loop() as loop:
+        threading.Timer(0.05, lambda: loop.post(SourceChanged("x"))).start()
+        finished = loop.run_until(lambda: bool(seen), seen.append, time.monotonic() + SAFETY)
+    assert finished
+    assert [type(e) for e in seen] == [SourceChanged]
+
+
+def test_a_signal_sent_before_the_loop_sleeps_is_not_lost() -> None:
+    seen: list[Event] = []
+    with signal_loop() as loop:
+        os.kill(os.getpid(), signal.SIGUSR1)  # blocked: it waits, pending, for the loop
+        finished = loop.run_until(lambda: bool(seen), seen.append, time.monotonic() + SAFETY)
+    assert finished
+    assert [(type(e), getattr(e, "signum", None)) for e in seen] == [(Signal, signal.SIGUSR1)]
+
+
+def test_sigchld_calls_the_reaper_and_dispatches_what_it_returns() -> None:
+    seen: list[Event] = []
+    with signal_loop() as loop:
+        pid = os.posix_spawnp("true", ["true"], os.environ)
+
+        def reaper() -> list[Event]:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            return [TimerFired("reaped")] if done else []
+
+        loop.reaper = reaper
+        finished = loop.run_until(lambda: bool(seen), seen.append, time.monotonic() + SAFETY)
+    assert finished
+    assert [getattr(e, "name", None) for e in seen] == ["reaped"]
+
+
+def test_timers_fire_while_events_keep_coming() -> None:
+    fired: list[str] = []
+    stop = threading.Event()
+
+    def handle(event: Event) -> None:
+        if isinstance(event, TimerFired):
+            fired.append(event.name)
+
+    with signal_loop() as loop:
+
+        def flood() -> None:
+            while not stop.is_set():
+                loop.post(SourceChanged("flood"))
+                time.sleep(0.001)
+
+        loop.every("tick", 0.02)
+        threading.Thread(target=flood, daemon=True).start()
+        try:
+            finished = loop.run_until(lambda: len(fired) >= 3, handle, time.monotonic() + SAFETY)
+        finally:
+            stop.set()
+    assert finished
+
+
+def test_an_ignored_signal_is_dropped_as_the_kernel_would() -> None:
+    """SIGTTOU once COMMAND has the terminal (``process.Terminal`` ignores it)."""
+    seen: list[Event] = []
+    with signal_loop() as loop:
+        previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        try:
+            os.kill(os.getpid(), signal.SIGTTOU)
+            os.kill(os.getpid(), signal.SIGUSR2)
+            loop.run_until(lambda: bool(seen), seen.append, time.monotonic() + SAFETY)
+        finally:
+            signal.signal(signal.SIGTTOU, previous)
+    assert [getattr(e, "signum", None) for e in seen] == [signal.SIGUSR2]
+
+
+def test_the_mask_and_handlers_are_restored_and_a_pending_signal_dropped() -> None:
+    got: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, _frame: got.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    try:
+        with signal_loop():
+            assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) >= HANDLED
+            os.kill(os.getpid(), signal.SIGUSR1)  # never taken by a loop
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == mask
+        assert signal.getsignal(signal.SIGUSR1) is not signal.SIG_DFL
+        os.kill(os.getpid(), signal.SIGUSR1)  # the old handler has it again
+        deadline = time.monotonic() + SAFETY
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got == [signal.SIGUSR1]
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
