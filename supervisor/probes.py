@@ -7,6 +7,8 @@ The loop decides what a probe that never passes means (``--ready-timeout``);
 nothing here can hang a role.
 """
 
+from __future__ import annotations
+
 import os
 import threading
 import time
@@ -183,7 +185,7 @@ def split_host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def check(probe: Probe, timeout: float, procs: "Processes | None" = None) -> tuple[bool, str]:
+def check(probe: Probe, timeout: float, procs: Processes | None = None) -> tuple[bool, str]:
     """One attempt: (passed, what happened)."""
     try:
         if probe.kind == "http":
@@ -209,7 +211,7 @@ def check(probe: Probe, timeout: float, procs: "Processes | None" = None) -> tup
     raise ValueError(f"unknown probe kind {probe.kind!r}")
 
 
-def _run_command(procs: "Processes", command: str, timeout: float) -> tuple[bool, str]:
+def _run_command(procs: Processes, command: str, timeout: float) -> tuple[bool, str]:
     import shlex  # noqa: PLC0415
 
     try:
@@ -224,7 +226,7 @@ def _run_command(procs: "Processes", command: str, timeout: float) -> tuple[bool
 
 
 def start_prober(
-    procs: "Processes",
+    procs: Processes,
     probes: tuple[Probe, ...],
     *,
     label: str,
@@ -274,7 +276,7 @@ REFUSALS = {
 
 
 def start_liveness(
-    procs: "Processes",
+    procs: Processes,
     probes: tuple[Probe, ...],
     *,
     interval: float,
