@@ -108,14 +108,15 @@ class Loop:
                     continue  # a timer may have ended the wait
             if deadline is not None and now >= deadline:
                 return False
-            if events.empty():
+            if not events.empty():
+                info = signal.sigtimedwait(self.signals, 0.0)  # a pending signal first
+            elif timers or deadline is not None:
                 wake = min(timers.values(), default=now + MAX_WAIT)
                 if deadline is not None:
                     wake = min(wake, deadline)
-                timeout = min(MAX_WAIT, max(0.0, wake - now))
-            else:
-                timeout = 0.0  # a pending signal first, then what is queued
-            info = signal.sigtimedwait(self.signals, timeout)
+                info = signal.sigtimedwait(self.signals, min(MAX_WAIT, max(0.0, wake - now)))
+            else:  # nothing but signals to wait for: no timer to arm either
+                info = signal.sigwaitinfo(self.signals)
             if info is not None:
                 self._signal(info.si_signo, handle)
             elif not events.empty():

@@ -7,9 +7,13 @@ answer, or nothing) and records the request's bytes as they arrived.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +27,10 @@ class OneShot:
     """A listener on ``host`` that takes one connection, reads the request's head
     and hands the connection to ``answer``; ``request`` is what it read."""
 
-    def __init__(self, answer: Answer, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, answer: Answer, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.tls = tls
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.listener = socket.socket(family, socket.SOCK_STREAM)
         self.listener.bind((host, 0))
@@ -39,6 +46,9 @@ class OneShot:
     def _serve(self) -> None:
         with contextlib.suppress(OSError):  # closed, or the client went away
             conn, _ = self.listener.accept()
+            if self.tls is not None:
+                conn.settimeout(SAFETY)
+                conn = self.tls.wrap_socket(conn, server_side=True)
             with conn:
                 conn.settimeout(SAFETY)
                 while b"\r\n\r\n" not in self.request:
@@ -68,8 +78,10 @@ def says(raw: bytes) -> Answer:
 def serve() -> Iterator[Callable[..., OneShot]]:
     made: list[OneShot] = []
 
-    def factory(answer: Answer, host: str = "127.0.0.1") -> OneShot:
-        server = OneShot(answer, host)
+    def factory(
+        answer: Answer, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+    ) -> OneShot:
+        server = OneShot(answer, host, tls)
         made.append(server)
         return server
 
@@ -179,3 +191,33 @@ def test_tcp_probe_connects_and_reports_a_refusal(serve: Callable[..., OneShot])
         passed, detail = check(Probe("tcp", f"127.0.0.1:{port}"), 5)
     assert not passed
     assert "refused" in detail.lower()
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "self-signed"])
+def test_https_checks_the_certificate(
+    serve: Callable[..., OneShot], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusted: bool
+) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost",
+        ],
+        check=True, capture_output=True, timeout=SAFETY,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    server = serve(says(OK), tls=context)
+    passed, detail = check(Probe("http", f"https://localhost:{server.port}/ready"), SAFETY)
+    if trusted:
+        assert (passed, detail) == (True, "HTTP 200")
+        assert server.lines()[0] == "GET /ready HTTP/1.1"
+        assert f"Host: localhost:{server.port}" in server.lines()
+    else:
+        assert not passed
+        assert "CERTIFICATE_VERIFY_FAILED" in detail
