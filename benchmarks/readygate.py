@@ -18,8 +18,10 @@ Baselines: the same gate written by hand in the main's command, a shell loop
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import time
+from collections.abc import Iterator
 from functools import partial
 
 from benchmarks import commands
@@ -52,47 +54,54 @@ def _breakdown(main: Proc, written: int) -> dict[str, float]:
     return found
 
 
-def _supervised(ctx: Context, breakdowns: list[dict[str, float]]) -> float | None:
-    with Pod(ctx.trial_dir("ready")) as pod:
+@contextlib.contextmanager
+def _pod_with_sidecar(ctx: Context, name: str) -> Iterator[tuple[Pod, FakeSidecar]]:
+    """A pod whose shared dir holds a running (emulated) sidecar, not ready yet."""
+    with Pod(ctx.trial_dir(name)) as pod:
         shared = pod.dir / "shared"
         shared.mkdir()
         sidecar = FakeSidecar(shared, NAME)
         sidecar.start()
         try:
-            argv = commands.main(shared, "--wait-ready", NAME, command=RUNNING)
-            main = pod.start(argv, name="main", namespace=ctx.namespace)
-            main.settled("waiting_for_gates")
-            time.sleep(SETTLE)
-            ctx.random_phase(READY_INTERVAL)
-            written = sidecar.mark_ready()
-            if main.expect("running", TIMEOUT) is None or main.first_line_ns is None:
-                return None
-            main.wait()
-            opened = ms(main.first_line_ns - written)
-            breakdowns.append({**_breakdown(main, written), "COMMAND's line arrived": opened})
-            return opened
+            yield pod, sidecar
         finally:
             sidecar.release()
+
+
+def _opened(
+    ctx: Context, main: Proc, sidecar: FakeSidecar, period: float
+) -> tuple[int, int] | None:
+    """Write ``.ready`` at a random phase of ``period``; (written, line arrived) stamps."""
+    time.sleep(SETTLE)
+    ctx.random_phase(period)
+    written = sidecar.mark_ready()
+    if main.expect("running", TIMEOUT) is None or main.first_line_ns is None:
+        return None
+    return written, main.first_line_ns
+
+
+def _supervised(ctx: Context, breakdowns: list[dict[str, float]]) -> float | None:
+    with _pod_with_sidecar(ctx, "ready") as (pod, sidecar):
+        argv = commands.main(pod.dir / "shared", "--wait-ready", NAME, command=RUNNING)
+        main = pod.start(argv, name="main", namespace=ctx.namespace)
+        main.settled("waiting_for_gates")
+        stamps = _opened(ctx, main, sidecar, READY_INTERVAL)
+        if stamps is None:
+            return None
+        main.wait()
+        written, arrived = stamps
+        opened = ms(arrived - written)
+        breakdowns.append({**_breakdown(main, written), "COMMAND's line arrived": opened})
+        return opened
 
 
 def _shell_loop(ctx: Context, period: float) -> float | None:
-    with Pod(ctx.trial_dir("ready-base")) as pod:
-        shared = pod.dir / "shared"
-        shared.mkdir()
-        sidecar = FakeSidecar(shared, NAME)
-        sidecar.start()
-        try:
-            ready = shlex.quote(str(sidecar.ready))
-            script = f"until [ -f {ready} ]; do sleep {period:g}; done; exec {shlex.join(RUNNING)}"
-            main = pod.start(["sh", "-c", script], name="loop", namespace=ctx.namespace)
-            time.sleep(SETTLE)
-            ctx.random_phase(period)
-            written = sidecar.mark_ready()
-            if main.expect("running", TIMEOUT) is None or main.first_line_ns is None:
-                return None
-            return ms(main.first_line_ns - written)
-        finally:
-            sidecar.release()
+    with _pod_with_sidecar(ctx, "ready-base") as (pod, sidecar):
+        ready = shlex.quote(str(sidecar.ready))
+        script = f"until [ -f {ready} ]; do sleep {period:g}; done; exec {shlex.join(RUNNING)}"
+        main = pod.start(["sh", "-c", script], name="loop", namespace=ctx.namespace)
+        stamps = _opened(ctx, main, sidecar, period)
+        return None if stamps is None else ms(stamps[1] - stamps[0])
 
 
 def ready_gate(ctx: Context) -> Figure:

@@ -79,14 +79,18 @@ def ratio_text(ratio: float | str | None, rounds: list[float] | None = None) -> 
     return text
 
 
+def _value(figure: Figure, *, compact: bool = False) -> str:
+    """The figure's own value: its error, its text, or its subject's statistics."""
+    if figure.error is not None:
+        return f"error: {figure.error}"
+    if figure.value_text is not None:
+        return figure.value_text
+    return series_text(figure.subject, figure.spec.unit, figure.spec.stats, compact=compact)
+
+
 def _row(figure: Figure) -> str:
     unit, stats = figure.spec.unit, figure.spec.stats
-    if figure.error is not None:
-        value = f"error: {figure.error}"
-    elif figure.value_text is not None:
-        value = figure.value_text
-    else:
-        value = series_text(figure.subject, unit, stats)
+    value = _value(figure)
     value_lines = [value] + [f"{v.label}: {series_text(v, unit, stats)}" for v in figure.variants]
     base_lines = [f"{b.label}: {series_text(b, unit, stats)}" for b in figure.baselines] or ["-"]
     ratios, rounds = figure.ratios(), figure.round_ratios()
@@ -214,12 +218,7 @@ def _short(series: Series, unit: str, stats: tuple[str, str]) -> str:
 
 def _summary_row(figure: Figure) -> str:
     unit, stats = figure.spec.unit, figure.spec.stats
-    if figure.error is not None:
-        value = f"error: {figure.error}"
-    elif figure.value_text is not None:
-        value = figure.value_text
-    else:
-        value = series_text(figure.subject, unit, stats, compact=True)
+    value = _value(figure, compact=True)
     checked = {c.series for c in figure.spec.checks if c.series}
     if checked:  # the budget holds for several series: name each
         value = f"{figure.subject.label}: {value}"
