@@ -2,7 +2,8 @@
 
 While the container's wrapper holds ``NAME.lock`` a helper thread blocks in
 ``flock`` on it; the kernel wakes it the instant the wrapper exits or dies,
-however (SIGKILL and OOM included). Then ``NAME.done`` is read; a wrapper that
+however (SIGKILL and OOM included). The same thread waits on every attempt of
+the container. Then ``NAME.done`` is read; a wrapper that
 was seen running and left no record died without one: a failed completion
 with an unknown exit code (docs/PROTOCOL.md, "Detecting completion").
 
@@ -13,6 +14,7 @@ open) is reported once; completion is then seen through ``NAME.done`` alone.
 from __future__ import annotations
 
 import os
+import queue
 import stat
 import time
 from pathlib import Path
@@ -54,6 +56,7 @@ class ContainerSource:
         self.lock = marker_path(directory, name, "lock")
         self.loop: Loop | None = None
         self.waiting = False  # a thread is blocked on the lock
+        self._waits: queue.SimpleQueue[None] | None = None  # asks that thread to wait again
         self.seen_running = False  # we saw the lock held by its wrapper
         self.wait_failed: str | None = None  # the lock thread's error: rescans only
         self.reported: set[tuple[str, object]] = set()  # problems logged once
@@ -141,13 +144,22 @@ class ContainerSource:
         loop = self.loop
         if loop is None or self.wait_failed is not None:
             return  # no thread: the rescan looks at the lock
-        one_malloc_arena()  # a thread per attempt of that container, for as long as we live
         self.waiting = True
+        if self._waits is not None:
+            self._waits.put(None)
+            return
+        one_malloc_arena()  # helper threads come and go with each attempt from now on
+        waits: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._waits = waits
 
         def wait() -> None:
-            wait_lock_released(self.lock)
-            self.waiting = False
-            loop.post(SourceChanged(self.label))
+            # One thread for every attempt of the container: each restart of a
+            # main waited on by a new thread left the sidecar a little bigger.
+            while True:
+                waits.get()
+                wait_lock_released(self.lock)
+                self.waiting = False
+                loop.post(SourceChanged(self.label))
 
         def failed(event: Event) -> None:
             assert isinstance(event, ThreadFailed)
@@ -155,6 +167,7 @@ class ContainerSource:
             self.waiting = False
             loop.post(SourceChanged(self.label))
 
+        waits.put(None)
         start_thread(wait, name=f"lock-{self.label}", report=failed)
 
     def watched_file(self) -> Path | None:
@@ -172,7 +185,8 @@ class ContainerSource:
         return not self.waiting  # the kernel wakes the lock thread
 
     def close(self) -> None:
-        """Nothing to stop: the lock thread is a daemon blocked in the kernel."""
+        """Nothing to stop: the lock thread is a daemon blocked in the kernel or
+        waiting to be asked."""
 
     def _report_once(self, event: str, about: object, **fields: Any) -> None:
         """Log ``event`` once for each thing it is ``about`` (None: once at all)."""
