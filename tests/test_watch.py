@@ -652,12 +652,12 @@ def test_no_rescan_is_scheduled_while_every_target_holds_its_lock(
 def test_the_rescan_runs_while_a_target_has_not_started(
     shared: Path, loop: Loop, make_watcher: MakeWatcher, hold: Callable[[str], OwnLock]
 ) -> None:
-    watcher = make_watcher(("a",), poll_interval=2.0)
+    watcher = make_watcher(("late",), poll_interval=2.0)
 
     watcher.check()
     assert loop.pending(RESCAN)  # no lock yet: only a look finds it
 
-    hold("a")
+    hold("late")
     watcher.handle(RESCAN_TICK)
-    assert lock_threads("a") == 1
+    assert lock_threads("late") == 1
     assert not loop.pending(RESCAN)
