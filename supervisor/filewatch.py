@@ -29,25 +29,14 @@ def follow_files(
 ) -> None:
     """Call ``changed`` after each burst of file events in ``paths``, until ``stop``.
 
-    watchfiles' Rust watcher is used directly (the API this package pins): its
+    watchfiles' Rust watcher is used directly (pyproject pins the major version): its
     public ``watch()`` cannot say when the inotify watches exist, and a file
     created while they are being set up would wait for the rescan; here
     ``changed`` is called once they exist. Between looks the thread sleeps on
     ``stop``, so a stop ends it at once.
     """
-    try:
-        from watchfiles._rust_notify import RustNotify  # noqa: PLC0415 - sidecars that need it
-    except ImportError:  # a watchfiles without it: the public API, and the rescan
-        import watchfiles  # noqa: PLC0415
+    from watchfiles._rust_notify import RustNotify  # noqa: PLC0415 - only when watching
 
-        changed()
-        for _changes in watchfiles.watch(
-            *paths, watch_filter=None, debounce=WATCH_DEBOUNCE_MS, step=int(period * 1000),
-            stop_event=stop, recursive=False, raise_interrupt=False,
-            ignore_permission_denied=True,
-        ):  # fmt: skip
-            changed()
-        return
     # (paths, debug, force_polling, poll_delay_ms, recursive, ignore_permission_denied)
     with RustNotify([str(p) for p in paths], False, False, 300, False, True) as notify:
         changed()  # whatever happened while the watches were being set up
