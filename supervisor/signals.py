@@ -13,12 +13,15 @@ only a thread that does not block it (none of ours) would ever run it, and it
 keeps every disposition off SIG_IGN (an ignored SIGCHLD would make the kernel
 reap our children itself) and off a default that terminates.
 
-The fault signals (SEGV, BUS, FPE, ILL, TRAP, SYS) are never taken by the loop:
-one that the supervisor's own code raised must kill it, as it would any
-program. A helper thread takes them with ``sigwaitinfo``: the kernel never
-lets a blocked fault through (it kills the process), while the same signal sent
-by another process (``kill -SEGV``) waits for that thread and is forwarded like
-any other, as tini does.
+The fault signals (SEGV, BUS, FPE, ILL, TRAP, SYS) are taken by the same
+wait but keep their default disposition, with no handler: one that the
+supervisor's own code raises is forced through by the kernel (a blocked fault
+is unblocked and reset to its default), so it kills the supervisor as it would
+any program, while the same signal sent by another process (``kill -SEGV``)
+waits, pending, for the loop and is forwarded like any other, as tini does. No
+thread is kept for them: every thread a process has must be woken to end it, so
+a second thread would delay the kernel's release of the main's lock when its
+container is killed.
 
 Helper threads are started with every caught signal blocked, so the kernel
 leaves process-directed signals to the main thread. A helper that raises is
@@ -70,7 +73,7 @@ def signal_name(signum: int) -> str:
 @contextlib.contextmanager
 def captured(post: Callable[[Event], None], *, restore: bool = True) -> Iterator[frozenset[int]]:
     """Block every caught signal in this thread (the main one) and yield the set
-    its loop waits for with ``sigtimedwait``; fault signals go to their own thread.
+    its loop waits for with ``sigtimedwait``: fault signals included.
 
     ``restore=False`` leaves them blocked: for a process that exits right after,
     where a signal's default action (a flood, a second SIGTERM) would otherwise
@@ -84,47 +87,22 @@ def captured(post: Callable[[Event], None], *, restore: bool = True) -> Iterator
 
     previous: dict[int, Any] = {}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, CAUGHT)
-    faults = _FaultWaiter(post)
     try:
         for signum in sorted(HANDLED):
             try:
                 previous[signum] = signal.signal(signum, handler)
             except (OSError, ValueError):
                 continue
-        yield HANDLED
+        yield CAUGHT
     finally:
         if restore:
-            faults.stop()
             # What is still pending was never taken: drop it rather than let
             # the old dispositions act on it once unblocked.
-            while signal.sigtimedwait(HANDLED, 0) is not None:
+            while signal.sigtimedwait(CAUGHT, 0) is not None:
                 pass
             for signum, old in previous.items():
                 signal.signal(signum, old)
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-
-
-class _FaultWaiter:
-    """The thread that takes fault signals sent from outside (see the module doc)."""
-
-    def __init__(self, post: Callable[[Event], None]) -> None:
-        self._stopping = False
-
-        def wait() -> None:
-            while True:
-                info = signal.sigwaitinfo(FAULTS)
-                if self._stopping:
-                    return
-                post(Signal(info.si_signo))
-
-        self._thread = start_thread(wait, name="fault-signals", report=post)
-
-    def stop(self) -> None:
-        self._stopping = True
-        if self._thread.ident is not None and self._thread.is_alive():
-            with contextlib.suppress(OSError, ProcessLookupError):
-                signal.pthread_kill(self._thread.ident, signal.SIGSYS)
-            self._thread.join(1.0)
 
 
 def start_thread(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -107,3 +109,25 @@ def test_the_mask_and_handlers_are_restored_and_a_pending_signal_dropped() -> No
         assert got == [signal.SIGUSR1]
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_a_fault_from_outside_is_taken_and_a_real_one_still_kills() -> None:
+    """``kill -SEGV`` waits for the loop like any signal; a fault of the supervisor's
+    own code is forced through by the kernel (no handler to return into the
+    faulting instruction) and kills it."""
+    code = """
+import ctypes, os, resource, signal
+from supervisor.loop import signal_loop
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+with signal_loop() as loop:
+    os.kill(os.getpid(), signal.SIGSEGV)
+    info = signal.sigtimedwait(loop.signals, 30)
+    print("taken", info and info.si_signo, flush=True)
+    ctypes.string_at(0)
+print("survived", flush=True)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=SAFETY, check=False
+    )
+    assert result.stdout == f"taken {int(signal.SIGSEGV)}\n", result.stderr
+    assert result.returncode == -signal.SIGSEGV

@@ -193,6 +193,20 @@ def test_signal_reaches_the_whole_process_group(
     assert main.wait() == 143
 
 
+def test_the_main_supervisor_is_one_thread_while_command_runs(
+    start: StartContainer, shared: Path
+) -> None:
+    """Nothing runs beside the loop: the kernel must wake every thread of a SIGKILLed
+    main before it closes its files, and the sidecars wait for that lock's release."""
+    main = run_main(start, shared, *PRINT_SIGNALS)
+    main.expect(READY)
+
+    assert psutil.Process(main.supervisor_pid).num_threads() == 1
+
+    main.signal(signal.SIGTERM)
+    assert main.wait() == 143
+
+
 def test_sigurg_is_not_forwarded(start: StartContainer, shared: Path) -> None:
     main = run_main(start, shared, *PRINT_SIGNALS)
     main.expect(READY)
