@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import string
 import tempfile
@@ -28,6 +29,7 @@ from supervisor.markers import (
     MAX_MARKER_BYTES,
     DoneRecord,
     OwnLock,
+    decimal_code,
     lock_is_held,
     parse_done,
     read_marker,
@@ -317,6 +319,19 @@ def test_any_content_parses_to_a_done_record(data: bytes) -> None:
     for value in (done.exit_code, done.signal, done.attempt):
         assert value is None or type(value) is int
     assert done.reason is None or isinstance(done.reason, str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=12)
+    | st.from_regex(rb"\A[+-]?[0-9]{0,11}\Z")
+    | st.integers(-(10**10), 10**10).map(lambda i: str(i).encode())
+)
+def test_the_integer_form_is_a_sign_and_one_to_nine_ascii_digits(text: bytes) -> None:
+    """docs/PROTOCOL.md, "Reading .done": read without a regular expression, the same
+    form as ``[+-]?[0-9]{1,9}``."""
+    expected = int(text) if re.fullmatch(rb"[+-]?[0-9]{1,9}", text) else None
+    assert decimal_code(text) == expected
 
 
 def expected_valid(name: str) -> bool:
