@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -50,12 +51,20 @@ def records_written(start: StartContainer, shared: Path) -> dict[str, list[dict[
     def take(path: Path) -> None:
         found[path.suffix.lstrip(".")].append(json.loads(path.read_text()))
 
-    main = start("main", "--dir", shared, "--name", "m", "--wait-ready", "s", "--", "true")
+    # The main's COMMAND ends only when told: the sidecar removes its .ready as soon
+    # as the main completes, which with a COMMAND of ``true`` is a few ms after the
+    # gate opened, too soon for a test to see it.
+    go = shared.parent / "go"
+    until_go = f"while [ ! -e {shlex.quote(str(go))} ]; do sleep 0.01; done"
+    main = start(
+        "main", "--dir", shared, "--name", "m", "--wait-ready", "s", "--", "sh", "-c", until_go
+    )
     wait_until((shared / "m.started").exists, what="m.started")
     take(shared / "m.started")  # at its gates
     side = start("sidecar", "--dir", shared, "--name", "s", "--wait-for", "m", "--", "sleep", "60")
     wait_until((shared / "s.ready").exists, what="s.ready")
     take(shared / "s.ready")  # removed once the sidecar's COMMAND ends
+    go.touch()
     assert main.wait() == 0
     assert side.wait() == 0
     subprocess.run(
