@@ -2,7 +2,8 @@
 
 Each test runs ``signal_loop`` in the test process's main thread, with a
 ``deadline`` as its safety net, and a reaper of its own (never ``waitpid(-1)``,
-which would take other tests' children).
+which would take other tests' children). The fault test runs its loop in a child
+process, since a real fault must end the process that takes it.
 """
 
 from __future__ import annotations
