@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
+from supervisor import log
 from supervisor.events import Event, Signal, TimerFired
 from supervisor.signals import captured
 
@@ -102,9 +103,13 @@ class Loop:
             now = time.monotonic()
             if timers:
                 due = self._due(now)
-                for name in due:
-                    handle(TimerFired(name))
                 if due:
+                    log.hold()
+                    try:
+                        for name in due:
+                            handle(TimerFired(name))
+                    finally:
+                        log.flush()
                     continue  # a timer may have ended the wait
             if deadline is not None and now >= deadline:
                 return False
@@ -117,14 +122,18 @@ class Loop:
                 info = signal.sigtimedwait(self.signals, min(MAX_WAIT, max(0.0, wake - now)))
             else:  # nothing but signals to wait for: no timer to arm either
                 info = signal.sigwaitinfo(self.signals)
-            if info is not None:
-                self._signal(info.si_signo, handle)
-            elif not events.empty():
-                event = events.get_nowait()
-                if isinstance(event, Signal):
-                    self._signal(event.signum, handle)
-                else:
-                    handle(event)
+            log.hold()  # the event's lines go out after what it calls for is done
+            try:
+                if info is not None:
+                    self._signal(info.si_signo, handle)
+                elif not events.empty():
+                    event = events.get_nowait()
+                    if isinstance(event, Signal):
+                        self._signal(event.signum, handle)
+                    else:
+                        handle(event)
+            finally:
+                log.flush()
         return True
 
     def _signal(self, signum: int, handle: Handler) -> None:

@@ -8,13 +8,18 @@ process, since a real fault must end the process that takes it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
+import pytest
+
+from supervisor import log
 from supervisor.events import Event, Signal, SourceChanged, TimerFired
 from supervisor.loop import signal_loop
 from supervisor.signals import HANDLED
@@ -110,6 +115,92 @@ def test_the_mask_and_handlers_are_restored_and_a_pending_signal_dropped() -> No
         assert got == [signal.SIGUSR1]
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+# --- an event's log lines ------------------------------------------------------------
+
+
+@pytest.fixture
+def json_log() -> Iterator[None]:
+    log.configure("json", role="sidecar", name="proxy")
+    yield
+    log.configure()
+
+
+def events_in(err: str) -> list[str]:
+    return [json.loads(line)["event"] for line in err.splitlines()]
+
+
+@pytest.mark.usefixtures("json_log")
+@pytest.mark.parametrize("kind", ["posted", "timer"])
+def test_an_events_lines_are_written_once_it_is_handled(
+    capfd: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """What an event calls for (a stop signal) comes before the lines that say so."""
+    written_meanwhile: list[str] = []
+    stamped_before = 0.0
+
+    def handle(event: Event) -> None:
+        nonlocal stamped_before
+        log.info("completion_detected")
+        log.info("stop_requested")
+        time.sleep(0.01)  # the lines' stamps are the events' times, not the writes'
+        stamped_before = time.time()
+        written_meanwhile.append(capfd.readouterr().err)
+
+    with signal_loop() as loop:
+        if kind == "posted":
+            loop.post(SourceChanged("main"))
+        else:
+            loop.set_timer("delay", time.monotonic())
+        finished = loop.run_until(
+            lambda: bool(written_meanwhile), handle, time.monotonic() + SAFETY
+        )
+    written = capfd.readouterr().err
+
+    assert finished
+    assert written_meanwhile == [""]
+    assert events_in(written) == ["completion_detected", "stop_requested"]
+    for line in written.splitlines():
+        stamp = json.loads(line)["timestamp"]
+        assert stamp < log.timestamp(stamped_before)
+
+
+@pytest.mark.usefixtures("json_log")
+def test_a_helper_threads_line_is_not_held_by_the_loop(capfd: pytest.CaptureFixture[str]) -> None:
+    written_meanwhile: list[str] = []
+
+    def handle(event: Event) -> None:
+        log.info("held")
+        helper = threading.Thread(target=lambda: log.warning("thread_failed"))
+        helper.start()
+        helper.join(SAFETY)
+        written_meanwhile.append(capfd.readouterr().err)
+
+    with signal_loop() as loop:
+        loop.post(SourceChanged("main"))
+        loop.run_until(lambda: bool(written_meanwhile), handle, time.monotonic() + SAFETY)
+
+    assert [events_in(err) for err in written_meanwhile] == [["thread_failed"]]
+    assert events_in(capfd.readouterr().err) == ["held"]
+
+
+@pytest.mark.usefixtures("json_log")
+def test_lines_held_when_a_handler_raises_are_still_written(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    def handle(event: Event) -> None:
+        log.error("what_went_wrong")
+        raise RuntimeError("a bug in a handler")
+
+    with signal_loop() as loop:
+        loop.post(SourceChanged("main"))
+        with pytest.raises(RuntimeError, match="a bug"):
+            loop.run_until(lambda: False, handle, time.monotonic() + SAFETY)
+
+    assert events_in(capfd.readouterr().err) == ["what_went_wrong"]
+    log.info("after")  # and nothing is held any more
+    assert events_in(capfd.readouterr().err) == ["after"]
 
 
 def test_a_fault_from_outside_is_taken_and_a_real_one_still_kills() -> None:
