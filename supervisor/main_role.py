@@ -107,12 +107,15 @@ class Main:
         )
         gates = [*config.wait_ready, *config.wait_tcp, *config.wait_http]
         self.records.begin_attempt(role="main", gates=gates or None)
-        if probes:
-            self.gates = Gates.of(self.procs, probes, config)
-            self.gates.start()
-        else:
-            self._start()
-        self.loop.run_until(lambda: self.phase is Phase.EXITED, self.on_event)
+        try:
+            if probes:
+                self.gates = Gates.of(self.procs, probes, config)
+                self.gates.start()
+            else:
+                self._start()
+            self.loop.run_until(lambda: self.phase is Phase.EXITED, self.on_event)
+        finally:
+            self.records.close()
         self.procs.kill_all()
         return exiting(
             self.config.termination_log, (self.config.name, "main"), self.summary, self.code
@@ -200,6 +203,7 @@ class Main:
         )
         for signum in self.early_signals:
             forward(child, signum)
+        self.records.prepare_done()
 
     def _on_signal(self, signum: int) -> None:
         if self.phase is Phase.GATES:

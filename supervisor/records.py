@@ -17,12 +17,14 @@ from supervisor.markers import (
     DIR_MODE,
     DoneRecord,
     OwnLock,
+    RecordFile,
     int_or_none,
     iso,
     marker_path,
     now,
     read_json,
     remove,
+    stale_record_files,
     write_json,
 )
 
@@ -37,6 +39,7 @@ class OwnRecords:
         self.attempt = 1
         self.started_at: float | None = None
         self._about: dict[str, Any] = {}
+        self._done_file: RecordFile | None = None  # created ahead, see begin_attempt
 
     def path(self, kind: str) -> Path:
         return marker_path(self.directory, self.name, kind)
@@ -98,6 +101,21 @@ class OwnRecords:
         self._about = about
         self._write_started()
 
+    def prepare_done(self) -> None:
+        """Create ``.done``'s temporary file now, for ``done()`` to fill and rename.
+
+        The main calls it once COMMAND runs: creating a file is the slowest step
+        of a record, and its peers wait for this one (docs/PROTOCOL.md,
+        "Writing"). Files that a dead wrapper of this name left go first; while
+        we hold the lock no other wrapper of the name lives.
+        """
+        if self.lock.held:
+            for path in stale_record_files(self.directory, self.name):
+                with contextlib.suppress(OSError):
+                    remove(path)
+        with contextlib.suppress(OSError):  # done() tries again and says why it failed
+            self._done_file = RecordFile(self.path("done"))
+
     def _write_started(self) -> None:
         self._write(
             "started",
@@ -147,15 +165,29 @@ class OwnRecords:
             why=why,
             child_exit_code=child_exit_code,
         )
-        self._write("done", record.to_json())
+        prepared, self._done_file = self._done_file, None
+        self._write("done", record.to_json(), prepared)
         self.lock.release()
+
+    def close(self) -> None:
+        """Remove the ``.done`` file made ahead if no record was written (an error)."""
+        prepared, self._done_file = self._done_file, None
+        if prepared is not None:
+            prepared.discard()
 
     def has_done(self) -> bool:
         return self.path("done").exists()
 
-    def _write(self, kind: str, record: dict[str, Any]) -> bool:
+    def _write(self, kind: str, record: dict[str, Any], prepared: RecordFile | None = None) -> bool:
         path = self.path(kind)
         try:
+            if prepared is not None:
+                try:
+                    prepared.commit(record)
+                except OSError:
+                    pass  # the volume changed since (emptied, replaced): a new file
+                else:
+                    return True
             write_json(path, record)
         except OSError as exc:
             log.error("marker_write_failed", path=str(path), error=exc.strerror or str(exc))

@@ -279,6 +279,78 @@ def test_new_attempt_removes_the_stale_done(start: StartContainer, shared: Path)
     )
 
 
+def hidden_files(shared: Path) -> list[str]:
+    return sorted(p.name for p in shared.iterdir() if p.name.startswith("."))
+
+
+PREPARED = re.compile(r"\.main\.done\.\d+\.\d+\.tmp")
+
+
+def test_the_done_file_is_made_while_command_runs_and_renamed_at_its_end(
+    start: StartContainer, shared: Path
+) -> None:
+    """Creating a file is the slowest step of a record, and the sidecars wait for
+    this one: it is created while COMMAND runs, filled and renamed at the end."""
+    main = run_main(start, shared, *PRINT_SIGNALS)
+    main.expect(READY)
+    wait_until(lambda: hidden_files(shared), what="the prepared .done")
+    [prepared] = hidden_files(shared)
+    assert PREPARED.fullmatch(prepared)
+    inode = (shared / prepared).stat().st_ino
+    assert not (shared / "main.done").exists()
+
+    main.signal(signal.SIGTERM)
+
+    assert main.wait() == 143
+    assert hidden_files(shared) == []
+    assert (shared / "main.done").stat().st_ino == inode
+    assert read_json(shared / "main.done")["signal"] == signal.SIGTERM
+
+
+def test_a_dead_wrappers_prepared_file_is_removed_by_the_next(
+    start: StartContainer, shared: Path
+) -> None:
+    first = run_main(start, shared, *PRINT_SIGNALS)
+    first.expect(READY)
+    wait_until(lambda: hidden_files(shared), what="the prepared .done")
+    [left] = hidden_files(shared)
+    first.signal(signal.SIGKILL)  # no record: its temporary file stays
+    first.wait()
+    assert hidden_files(shared) == [left]
+    # Not main's: another container's ("main.x") and a file of no writer's form.
+    others = [".main.x.done.1.2.tmp", ".main.done.notes.tmp"]
+    for name in others:
+        (shared / name).touch()
+
+    second = run_main(start, shared, *PRINT_SIGNALS)
+    second.expect(READY)
+    wait_until(lambda: left not in hidden_files(shared), what=f"{left} removed")
+    wait_until(lambda: len(hidden_files(shared)) == 3, what="the second's prepared .done")
+    second.signal(signal.SIGTERM)
+
+    assert second.wait() == 143
+    assert hidden_files(shared) == sorted(others)
+    assert read_json(shared / "main.done")["attempt"] == 2
+
+
+def test_done_is_written_when_its_prepared_file_was_removed(
+    start: StartContainer, shared: Path
+) -> None:
+    """Someone empties the volume while COMMAND runs: the record is still written."""
+    main = run_main(start, shared, *PRINT_SIGNALS)
+    main.expect(READY)
+    wait_until(lambda: hidden_files(shared), what="the prepared .done")
+    for name in hidden_files(shared):
+        (shared / name).unlink()
+
+    main.signal(signal.SIGTERM)
+
+    assert main.wait() == 143
+    assert read_json(shared / "main.done")["signal"] == signal.SIGTERM
+    assert hidden_files(shared) == []
+    assert not [e for e in main.events() if e["level"] == "error"]
+
+
 # Bind-mount DIR over itself read-only in a private mount namespace, then exec.
 READ_ONLY = (
     'dir=$1; shift; mount --bind "$dir" "$dir" '

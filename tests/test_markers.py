@@ -29,10 +29,12 @@ from supervisor.markers import (
     MAX_MARKER_BYTES,
     DoneRecord,
     OwnLock,
+    RecordFile,
     decimal_code,
     lock_is_held,
     parse_done,
     read_marker,
+    stale_record_files,
     valid_name,
     wait_lock_released,
     write_json,
@@ -433,6 +435,52 @@ def test_write_json_replaces_a_planted_symlink(tmp_path: Path) -> None:
     assert outside.read_text() == "precious"
     assert not path.is_symlink()
     assert json.loads(path.read_text()) == {"exit_code": 0}
+
+
+def test_a_record_file_made_ahead_is_the_record_once_committed(tmp_path: Path) -> None:
+    path = tmp_path / "main.done"
+    prepared = RecordFile(path)
+    [tmp] = os.listdir(tmp_path)
+    assert re.fullmatch(r"\.main\.done\.\d+\.\d+\.tmp", tmp)
+    assert os.path.getsize(tmp_path / tmp) == 0
+    inode = (tmp_path / tmp).stat().st_ino
+
+    prepared.commit({"exit_code": 3})
+    prepared.discard()  # too late: nothing to discard
+
+    assert os.listdir(tmp_path) == ["main.done"]
+    assert path.stat().st_ino == inode
+    assert done_of(path).exit_code == 3
+
+
+def test_a_record_file_never_committed_is_discarded(tmp_path: Path) -> None:
+    prepared = RecordFile(tmp_path / "main.done")
+    open_before = open_fds()
+
+    prepared.discard()
+
+    assert os.listdir(tmp_path) == []
+    assert len(open_fds()) == len(open_before) - 1
+
+
+def test_stale_record_files_are_the_names_own_of_the_writers_form(tmp_path: Path) -> None:
+    names = [
+        ".main.done.12.345.tmp",
+        ".main.started.1.2.tmp",
+        ".main.x.done.1.2.tmp",  # container "main.x"
+        ".main.done.notes.tmp",
+        ".main.other.1.2.tmp",
+        ".mainly.done.1.2.tmp",
+        "main.done",
+    ]
+    for name in names:
+        (tmp_path / name).touch()
+
+    found = sorted(p.name for p in stale_record_files(tmp_path, "main"))
+
+    assert found == [".main.done.12.345.tmp", ".main.started.1.2.tmp"]
+    assert [p.name for p in stale_record_files(tmp_path, "main.x")] == [".main.x.done.1.2.tmp"]
+    assert stale_record_files(tmp_path / "missing", "main") == []
 
 
 def test_write_json_into_a_missing_directory_raises(tmp_path: Path) -> None:
