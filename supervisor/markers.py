@@ -77,10 +77,17 @@ class RecordFile:
         self.path = path
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        self._fd: int | None = os.open(self.tmp, flags, FILE_MODE)
+        fd = os.open(self.tmp, flags, FILE_MODE)
+        try:
+            os.fchmod(fd, FILE_MODE)  # whatever the umask says
+        except OSError:
+            os.close(fd)
+            remove(self.tmp)
+            raise
+        self._fd: int | None = fd
 
     def commit(self, record: dict[str, Any]) -> None:
-        """Write the whole record, set its mode, close, rename; once."""
+        """Write the whole record, close, rename; once."""
         fd, self._fd = self._fd, None
         assert fd is not None, "a record file is committed once"
         data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
@@ -89,7 +96,6 @@ class RecordFile:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
-                os.fchmod(fd, FILE_MODE)  # whatever the umask says
             finally:
                 os.close(fd)
             os.rename(self.tmp, self.path)
