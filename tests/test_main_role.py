@@ -286,16 +286,29 @@ def hidden_files(shared: Path) -> list[str]:
 PREPARED = re.compile(r"\.main\.done\.\d+\.\d+\.tmp")
 
 
+def main_with_its_done_prepared(
+    start: StartContainer, shared: Path, stale: str = ""
+) -> tuple[Container, str]:
+    """A main whose COMMAND runs, and the name of the ``.done`` file it made ahead
+    (not ``stale``, a dead wrapper's)."""
+    main = run_main(start, shared, *PRINT_SIGNALS)
+    main.expect(READY)
+
+    def prepared() -> list[str]:
+        return [name for name in hidden_files(shared) if PREPARED.fullmatch(name)]
+
+    wait_until(lambda: prepared() and stale not in prepared(), what="the prepared .done")
+    [name] = prepared()
+    return main, name
+
+
 def test_the_done_file_is_made_while_command_runs_and_renamed_at_its_end(
     start: StartContainer, shared: Path
 ) -> None:
     """Creating a file is the slowest step of a record, and the sidecars wait for
     this one: it is created while COMMAND runs, filled and renamed at the end."""
-    main = run_main(start, shared, *PRINT_SIGNALS)
-    main.expect(READY)
-    wait_until(lambda: hidden_files(shared), what="the prepared .done")
-    [prepared] = hidden_files(shared)
-    assert PREPARED.fullmatch(prepared)
+    main, prepared = main_with_its_done_prepared(start, shared)
+    assert hidden_files(shared) == [prepared]
     inode = (shared / prepared).stat().st_ino
     assert not (shared / "main.done").exists()
 
@@ -310,10 +323,7 @@ def test_the_done_file_is_made_while_command_runs_and_renamed_at_its_end(
 def test_a_dead_wrappers_prepared_file_is_removed_by_the_next(
     start: StartContainer, shared: Path
 ) -> None:
-    first = run_main(start, shared, *PRINT_SIGNALS)
-    first.expect(READY)
-    wait_until(lambda: hidden_files(shared), what="the prepared .done")
-    [left] = hidden_files(shared)
+    first, left = main_with_its_done_prepared(start, shared)
     first.signal(signal.SIGKILL)  # no record: its temporary file stays
     first.wait()
     assert hidden_files(shared) == [left]
@@ -322,10 +332,9 @@ def test_a_dead_wrappers_prepared_file_is_removed_by_the_next(
     for name in others:
         (shared / name).touch()
 
-    second = run_main(start, shared, *PRINT_SIGNALS)
-    second.expect(READY)
-    wait_until(lambda: left not in hidden_files(shared), what=f"{left} removed")
-    wait_until(lambda: len(hidden_files(shared)) == 3, what="the second's prepared .done")
+    second, prepared = main_with_its_done_prepared(start, shared, stale=left)
+    assert prepared != left
+    assert hidden_files(shared) == sorted([*others, prepared])  # the dead one's is gone
     second.signal(signal.SIGTERM)
 
     assert second.wait() == 143
@@ -337,11 +346,8 @@ def test_done_is_written_when_its_prepared_file_was_removed(
     start: StartContainer, shared: Path
 ) -> None:
     """Someone empties the volume while COMMAND runs: the record is still written."""
-    main = run_main(start, shared, *PRINT_SIGNALS)
-    main.expect(READY)
-    wait_until(lambda: hidden_files(shared), what="the prepared .done")
-    for name in hidden_files(shared):
-        (shared / name).unlink()
+    main, prepared = main_with_its_done_prepared(start, shared)
+    (shared / prepared).unlink()
 
     main.signal(signal.SIGTERM)
 
