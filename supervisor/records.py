@@ -39,7 +39,7 @@ class OwnRecords:
         self.attempt = 1
         self.started_at: float | None = None
         self._about: dict[str, Any] = {}
-        self._done_file: RecordFile | None = None  # created ahead, see begin_attempt
+        self._done_file: RecordFile | None = None  # created ahead, see prepare_done
 
     def path(self, kind: str) -> Path:
         return marker_path(self.directory, self.name, kind)
