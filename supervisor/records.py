@@ -180,14 +180,11 @@ class OwnRecords:
 
     def _write(self, kind: str, record: dict[str, Any], prepared: RecordFile | None = None) -> bool:
         path = self.path(kind)
+        if prepared is not None:
+            with contextlib.suppress(OSError):  # the volume changed since: a new file
+                prepared.commit(record)
+                return True
         try:
-            if prepared is not None:
-                try:
-                    prepared.commit(record)
-                except OSError:
-                    pass  # the volume changed since (emptied, replaced): a new file
-                else:
-                    return True
             write_json(path, record)
         except OSError as exc:
             log.error("marker_write_failed", path=str(path), error=exc.strerror or str(exc))
